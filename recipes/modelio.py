@@ -1,0 +1,148 @@
+"""How a stage's model folder is written and read back, whatever its format.
+
+Every model-producing stage leaves a folder with config + tokenizer files and a
+``model_format.json`` naming its format and the weight files that count as its size.
+Readers ask :func:`load_classifier` and get the same interface for PyTorch fp32, PyTorch
+dynamic int8 and ONNX Runtime models, so the benchmark treats them all alike.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+FORMAT_FILE = "model_format.json"
+PYTORCH = "pytorch"
+PYTORCH_DYNAMIC_INT8 = "pytorch-dynamic-int8"
+QUANTIZED_STATE_FILE = "quantized_state_dict.pt"
+
+
+@dataclass
+class ModelFormat:
+    format: str
+    weights: list[str]  # files (relative to the folder) whose bytes are the model's size
+    extra: dict = field(default_factory=dict)
+
+
+def write_format(model_dir: Path, format: str, weights: list[str], **extra: Any) -> None:
+    payload = {"format": format, "weights": weights, **extra}
+    (Path(model_dir) / FORMAT_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def read_format(model_dir: Path) -> ModelFormat:
+    """The folder's format; a plain ``save_pretrained`` folder (e.g. a Hub snapshot) is PyTorch."""
+    path = Path(model_dir) / FORMAT_FILE
+    if path.exists():
+        data = json.loads(path.read_text())
+        return ModelFormat(data.pop("format"), data.pop("weights"), data)
+    weights = [p.name for p in Path(model_dir).glob("*.safetensors")] or [
+        p.name for p in Path(model_dir).glob("pytorch_model*.bin")
+    ]
+    return ModelFormat(PYTORCH, sorted(weights))
+
+
+def size_mb(model_dir: Path) -> float:
+    fmt = read_format(model_dir)
+    return sum((Path(model_dir) / name).stat().st_size for name in fmt.weights) / 2**20
+
+
+def save_pretrained_model(model, tokenizer, out_dir: Path) -> None:
+    """Save a transformers model + tokenizer as safetensors and record the PyTorch format."""
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    write_format(out_dir, PYTORCH, sorted(p.name for p in Path(out_dir).glob("*.safetensors")))
+
+
+@dataclass
+class Classifier:
+    """A loaded model: something callable on tokenized tensors, its tokenizer and pipeline."""
+
+    model: Any
+    tokenizer: Any
+    format: str
+    make_pipeline: Callable[[], Any]
+
+    def logits(self, texts: list[str], batch_size: int = 64, max_length: int = 128) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                enc = self.tokenizer(
+                    texts[start : start + batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
+                )
+                out.append(np.asarray(self.model(**enc).logits, dtype=np.float32))
+        return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+Loader = Callable[[Path, int], Classifier]
+#: format name -> loader(model_dir, threads). ONNX formats register theirs in their stage module.
+LOADERS: dict[str, Loader] = {}
+
+
+def register_loader(format: str) -> Callable[[Loader], Loader]:
+    def decorator(fn: Loader) -> Loader:
+        LOADERS[format] = fn
+        return fn
+
+    return decorator
+
+
+def load_classifier(model_dir: Path, threads: int) -> Classifier:
+    fmt = read_format(model_dir)
+    if fmt.format not in LOADERS:
+        raise ValueError(f"{model_dir}: unknown model format {fmt.format!r}; known: {sorted(LOADERS)}")
+    return LOADERS[fmt.format](Path(model_dir), threads)
+
+
+def _torch_classifier(model, tokenizer, format: str) -> Classifier:
+    from transformers import pipeline
+
+    model.eval()
+    return Classifier(
+        model=model,
+        tokenizer=tokenizer,
+        format=format,
+        make_pipeline=lambda: pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu"),
+    )
+
+
+@register_loader(PYTORCH)
+def load_pytorch(model_dir: Path, threads: int) -> Classifier:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    return _torch_classifier(model, AutoTokenizer.from_pretrained(model_dir), PYTORCH)
+
+
+def quantize_linear_dynamic(model):
+    """``torch.ao`` dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations
+    quantized on the fly)."""
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    return quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+@register_loader(PYTORCH_DYNAMIC_INT8)
+def load_pytorch_dynamic_int8(model_dir: Path, threads: int) -> Classifier:
+    """Rebuild the architecture from config, quantize it the same way, then load the int8 state."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    config = AutoConfig.from_pretrained(model_dir)
+    model = quantize_linear_dynamic(AutoModelForSequenceClassification.from_config(config))
+    state = torch.load(Path(model_dir) / QUANTIZED_STATE_FILE, weights_only=False)
+    model.load_state_dict(state)
+    return _torch_classifier(model, AutoTokenizer.from_pretrained(model_dir), PYTORCH_DYNAMIC_INT8)

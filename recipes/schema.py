@@ -1,0 +1,126 @@
+"""The recipe file format: pydantic models that reject anything they do not know.
+
+A recipe names a dataset, the models it starts from, and an ordered list of stages; each
+stage takes models by reference: a key of ``models`` or the name of an earlier stage.
+Cross-stage rules live in :meth:`Recipe._check_references`, the one place that sees all stages.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field, PositiveInt, field_validator, model_validator
+
+from .stages import STAGE_TYPES
+from .stages.base import STAGE_NAME_PATTERN, StrictSpec
+
+
+class SplitNames(StrictSpec):
+    """Which dataset split plays each role."""
+
+    train: str = "train"
+    eval: str = "validation"
+    test: str = "test"
+
+
+class SampleLimits(StrictSpec):
+    """Rows kept per role (a seeded shuffle, then the first N); null keeps the whole split."""
+
+    train: PositiveInt | None = None
+    eval: PositiveInt | None = None
+    test: PositiveInt | None = None
+
+
+class DatasetSpec(StrictSpec):
+    id: str = Field(description="Hub dataset id, or a local folder (relative to the recipe file).")
+    config: str | None = None
+    revision: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    splits: SplitNames = SplitNames()
+    max_samples: SampleLimits = SampleLimits()
+
+
+class RecipeOutput(StrictSpec):
+    """A model made by another recipe's stage; the runner builds that recipe first if needed."""
+
+    recipe: str
+    stage: str
+
+
+ModelSource = Union[str, RecipeOutput]
+
+
+class PublishSpec(StrictSpec):
+    """Where the result is published (used by ``hubtools push``)."""
+
+    repo_id: str | None = Field(None, description="Default: <namespace>/<base>-clinc-<recipe>.")
+    model: str | None = Field(None, description="Model to publish; default: the last model-producing stage.")
+    private: bool = False
+
+
+def _stage_union():
+    specs = tuple(t.spec for t in STAGE_TYPES.values())
+    return Annotated[Union[specs], Field(discriminator="type")]  # type: ignore[valid-type]
+
+
+StageEntry = _stage_union()
+
+
+class Recipe(StrictSpec):
+    name: str = Field(pattern=STAGE_NAME_PATTERN)
+    description: str
+    task: str = "text-classification"
+    seed: int = 42
+    requires: list[str] = Field(default_factory=list, description="Recipes to run first (rarely needed).")
+    dataset: DatasetSpec
+    models: dict[str, ModelSource] = Field(default_factory=dict)
+    stages: list[StageEntry] = Field(min_length=1)
+    publish: PublishSpec | None = None
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v != "text-classification":
+            raise ValueError(f"task {v!r} is not supported; allowed: 'text-classification'")
+        return v
+
+    @model_validator(mode="after")
+    def _check_references(self):
+        problems = []
+        known = set(self.models)
+        for i, stage in enumerate(self.stages):
+            if stage.name in known:
+                what = "a key of models" if stage.name in self.models else "an earlier stage"
+                problems.append(f"stages[{i}] name {stage.name!r} is already {what}")
+            for role, ref in stage.refs().items():
+                if ref not in known:
+                    later = [s.name for s in self.stages[i + 1 :]]
+                    hint = " (it runs later; stages run in the order listed)" if ref in later else ""
+                    problems.append(
+                        f"stage {stage.name!r} {role} refers to {ref!r}{hint}; "
+                        f"allowed: {sorted(known) or 'nothing defined yet'}"
+                    )
+                elif ref in self.stage_names and not self.stage(ref).produces_model:
+                    problems.append(f"stage {stage.name!r} {role} refers to {ref!r}, which makes no model")
+            known.add(stage.name)
+        if self.publish is not None and self.publish.model is not None and self.publish.model not in known:
+            problems.append(f"publish.model {self.publish.model!r} is not a model; allowed: {sorted(known)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def stage(self, name: str):
+        return next(s for s in self.stages if s.name == name)
+
+    @property
+    def final_model(self) -> str | None:
+        """The model this recipe publishes: ``publish.model`` or its last model-producing stage."""
+        if self.publish is not None and self.publish.model:
+            return self.publish.model
+        made = [s.name for s in self.stages if s.produces_model]
+        return made[-1] if made else None

@@ -1,0 +1,148 @@
+"""``benchmark``: accuracy, size and latency of several models, side by side in one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, PositiveInt, model_validator
+
+from ..environment import machine_info
+from .base import StageContext, StageSpec, register
+
+BENCHMARK_FILE = "benchmark.json"
+DEFAULT_QUERY = "What is the pin number for my account?"
+
+
+class BenchmarkSpec(StageSpec):
+    """Measure every model in ``models`` on the test split and on one query, same settings.
+
+    Accuracy is on the dataset's test split; size is the bytes of the serialized weights;
+    latency is batch-1 through the model's ``pipeline`` (``warmup`` untimed calls, then
+    ``runs`` timed). All rows share one process and one thread budget (``threads``), so
+    the ratios against ``baseline`` compare like with like.
+
+    .. code-block:: yaml
+
+        stages:
+          - name: benchmark
+            type: benchmark
+            baseline: teacher
+            models: [teacher, distill, quantize]
+            threads: 1
+    """
+
+    type: Literal["benchmark"]
+    models: list[str] = Field(min_length=1, description="Models to measure: keys of `models` or earlier stages.")
+    baseline: str | None = Field(None, description="Row the ratios are against; defaults to the first of `models`.")
+    query: str = DEFAULT_QUERY
+    warmup: int = Field(10, ge=0)
+    runs: PositiveInt = 100
+    threads: PositiveInt | None = Field(None, description="Intra-op threads for every model; default: all cores.")
+    batch_size: PositiveInt = 64
+    produces_model = False
+
+    @model_validator(mode="after")
+    def _baseline_is_measured(self):
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models lists a model twice: {self.models}")
+        if self.baseline is not None and self.baseline not in self.models:
+            raise ValueError(f"baseline {self.baseline!r} is not one of models {self.models}")
+        return self
+
+    def refs(self) -> dict[str, str]:
+        return {name: name for name in self.models}
+
+    @property
+    def baseline_name(self) -> str:
+        return self.baseline or self.models[0]
+
+
+def latency_stats(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1000.0
+    return {
+        "mean": float(ms.mean()),
+        "std": float(ms.std()),
+        "p50": float(np.percentile(ms, 50)),
+        "p90": float(np.percentile(ms, 90)),
+        "p99": float(np.percentile(ms, 99)),
+    }
+
+
+def time_pipeline(pipe, query: str, warmup: int, runs: int) -> list[float]:
+    for _ in range(warmup):
+        pipe(query)
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        pipe(query)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def measure(name: str, model_dir, spec: BenchmarkSpec, texts, labels, threads: int, log) -> dict:
+    from ..modelio import load_classifier, read_format, size_mb
+
+    clf = load_classifier(model_dir, threads)
+    preds = clf.logits(texts, batch_size=spec.batch_size).argmax(axis=-1)
+    latency = latency_stats(time_pipeline(clf.make_pipeline(), spec.query, spec.warmup, spec.runs))
+    fmt = read_format(model_dir)
+    row = {
+        "name": name,
+        "format": fmt.format,
+        "files": fmt.weights,
+        "accuracy": float((preds == np.asarray(labels)).mean()),
+        "n_test": len(labels),
+        "size_mb": size_mb(model_dir),
+        "latency_ms": latency,
+    }
+    log.info("  %-12s acc %.4f  size %7.2f MB  latency %.2f ms", name, row["accuracy"], row["size_mb"], latency["mean"])
+    return row
+
+
+def add_ratios(rows: list[dict], baseline: str) -> None:
+    """Each row's speed-up, size reduction and accuracy change against the baseline row."""
+    base = next(r for r in rows if r["name"] == baseline)
+    for row in rows:
+        row["vs_baseline"] = {
+            "speedup": base["latency_ms"]["mean"] / row["latency_ms"]["mean"],
+            "size_ratio": row["size_mb"] / base["size_mb"],
+            "accuracy_delta": row["accuracy"] - base["accuracy"],
+        }
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"{'model':<14}{'format':<22}{'acc':>8}{'size MB':>10}{'mean ms':>10}{'p50':>8}{'p99':>8}{'speedup':>9}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lat = r["latency_ms"]
+        lines.append(
+            f"{r['name']:<14}{r['format']:<22}{r['accuracy']:>8.4f}{r['size_mb']:>10.2f}"
+            f"{lat['mean']:>10.2f}{lat['p50']:>8.2f}{lat['p99']:>8.2f}{r['vs_baseline']['speedup']:>8.2f}x"
+        )
+    return "\n".join(lines)
+
+
+@register("benchmark", BenchmarkSpec)
+def run(spec: BenchmarkSpec, ctx: StageContext) -> dict:
+    threads = spec.threads or os.cpu_count() or 1
+    test = ctx.data.split("test")
+    texts, labels = list(test["text"]), list(test["label"])
+    ctx.log.info("Benchmarking %d models on %d test rows, %d thread(s)", len(spec.models), len(texts), threads)
+    rows = [measure(name, ctx.inputs[name], spec, texts, labels, threads, ctx.log) for name in spec.models]
+    add_ratios(rows, spec.baseline_name)
+    result = {
+        "baseline": spec.baseline_name,
+        "query": spec.query,
+        "warmup": spec.warmup,
+        "runs": spec.runs,
+        "dataset": {**ctx.data.spec.model_dump(), "split_used": ctx.data.spec.splits.test},
+        "machine": machine_info(threads),
+        "models": rows,
+    }
+    (ctx.out_dir / BENCHMARK_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    ctx.log.info("Benchmark:\n%s", format_table(rows))
+    return {"table": format_table(rows)}

@@ -1,0 +1,57 @@
+"""``finetune``: fine-tune a sequence classifier on the recipe's dataset with the HF Trainer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..training import TrainingSpec, accuracy, fit_and_save, training_arguments
+from .base import StageContext, register
+
+
+class FinetuneSpec(TrainingSpec):
+    """Fine-tune ``input`` (a Hub id, local path or earlier stage) on ``dataset``.
+
+    Labels come from the dataset's ClassLabel, so ``id2label`` names the intents.
+
+    .. code-block:: yaml
+
+        stages:
+          - name: finetune
+            type: finetune
+            input: base            # a key of `models:`
+            epochs: 3
+            learning_rate: 1.0e-4
+            batch_size: 32
+    """
+
+    type: Literal["finetune"]
+    input: str = Field(description="Model to start from: a key of `models` or an earlier stage.")
+
+    def refs(self) -> dict[str, str]:
+        return {"input": self.input}
+
+
+@register("finetune", FinetuneSpec)
+def run(spec: FinetuneSpec, ctx: StageContext) -> dict:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
+
+    data = ctx.data
+    tokenizer = AutoTokenizer.from_pretrained(ctx.inputs["input"])
+    model = AutoModelForSequenceClassification.from_pretrained(
+        ctx.inputs["input"],
+        num_labels=len(data.label_names),
+        id2label=data.id2label,
+        label2id=data.label2id,
+        ignore_mismatched_sizes=True,  # a head for other labels is replaced, never reused
+    )
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(spec, ctx.out_dir / "_trainer", ctx.seed),
+        train_dataset=data.tokenized("train", tokenizer, spec.max_length),
+        eval_dataset=data.tokenized("eval", tokenizer, spec.max_length),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=accuracy,
+    )
+    return fit_and_save(trainer, tokenizer, ctx.out_dir)

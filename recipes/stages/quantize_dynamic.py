@@ -1,0 +1,48 @@
+"""``quantize-dynamic``: PyTorch dynamic int8 quantization of every ``nn.Linear``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import StageContext, StageSpec, register
+
+
+class QuantizeDynamicSpec(StageSpec):
+    """Quantize ``input``'s Linear layers to int8 with ``torch.ao.quantization.quantize_dynamic``.
+
+    Weights are stored int8; activations are quantized on the fly, so no calibration data
+    is needed. The output folder keeps config + tokenizer and ``quantized_state_dict.pt``.
+
+    .. code-block:: yaml
+
+        stages:
+          - name: quantize
+            type: quantize-dynamic
+            input: distill
+    """
+
+    type: Literal["quantize-dynamic"]
+    input: str = Field(description="Model to quantize: a key of `models` or an earlier stage.")
+    uses_dataset = False
+
+    def refs(self) -> dict[str, str]:
+        return {"input": self.input}
+
+
+@register("quantize-dynamic", QuantizeDynamicSpec)
+def run(spec: QuantizeDynamicSpec, ctx: StageContext) -> dict:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ..modelio import PYTORCH_DYNAMIC_INT8, QUANTIZED_STATE_FILE, quantize_linear_dynamic, write_format
+
+    model = AutoModelForSequenceClassification.from_pretrained(ctx.inputs["input"])
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    quantized = quantize_linear_dynamic(model)
+    torch.save(quantized.state_dict(), ctx.out_dir / QUANTIZED_STATE_FILE)
+    quantized.config.save_pretrained(ctx.out_dir)
+    AutoTokenizer.from_pretrained(ctx.inputs["input"]).save_pretrained(ctx.out_dir)
+    write_format(ctx.out_dir, PYTORCH_DYNAMIC_INT8, [QUANTIZED_STATE_FILE], dtype="qint8", modules=["Linear"])
+    return {"quantized_linear_layers": n_linear}
