@@ -101,8 +101,9 @@ def _model_class(annotation) -> type[BaseModel] | None:
 
 
 def _no_field(item: str, where: str, name: str, allowed: list[str]) -> RecipeValidationError:
-    close = difflib.get_close_matches(name, allowed, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    bare = {a.removesuffix(".<field>"): a for a in allowed}
+    close = difflib.get_close_matches(name, list(bare), n=1)
+    hint = f" Did you mean {bare[close[0]]!r}?" if close else ""
     return RecipeValidationError(
         f"--set {item}: {where} has no field {name!r}.{hint} Allowed: {', '.join(sorted(allowed))}."
     )

@@ -1,0 +1,47 @@
+# Set-up is automatic: every target below first builds .venv from pyproject.toml (pinned).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+NAME   ?= kd-quant
+SET    ?=
+PORT   ?= 8080
+SET_FLAGS := $(foreach s,$(SET),--set $(s))
+# The local Hub's dev token (not a secret): writes to the embedded Hub need it.
+export LOCALHUB_TOKEN ?= hf_localhub_dev_token
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: install recipe check list test hub clean-outputs
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Runs recipe NAME. Without HF_ENDPOINT, the embedded local Hub is started, seeded and
+# stopped around the run; with HF_ENDPOINT set (and HF_TOKEN), that Hub is used as is.
+recipe: $(STAMP)
+	@if [ -n "$$HF_ENDPOINT" ]; then \
+		$(PY) -m recipes run $(NAME) $(SET_FLAGS); \
+	else \
+		$(PY) -m hubtools hub exec -- $(PY) -m recipes run $(NAME) $(SET_FLAGS); \
+	fi
+
+check: $(STAMP)
+	$(PY) -m recipes check --all
+
+list: $(STAMP)
+	$(PY) -m recipes list
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+# The local Hub in the foreground on 127.0.0.1:$(PORT), seeded first (idempotent).
+hub: $(STAMP)
+	$(PY) -m hubtools hub seed
+	$(PY) -m hubtools hub serve --port $(PORT)
+
+clean-outputs:
+	rm -rf outputs
