@@ -97,6 +97,8 @@ def register_loader(format: str) -> Callable[[Loader], Loader]:
 
 
 def load_classifier(model_dir: Path, threads: int) -> Classifier:
+    from . import onnxio  # noqa: F401  (registers the "onnx" loader)
+
     fmt = read_format(model_dir)
     if fmt.format not in LOADERS:
         raise ValueError(f"{model_dir}: unknown model format {fmt.format!r}; known: {sorted(LOADERS)}")

@@ -75,6 +75,7 @@ class RecipeRun:
     loaded: LoadedRecipe
     out_dir: Path
     stages: list[StageResult] = field(default_factory=list)
+    models: dict[str, ResolvedModel] = field(default_factory=dict)  # every model name -> folder
 
 
 class Runner:
@@ -170,7 +171,7 @@ class Runner:
             for stale in out_dir.glob(".*.tmp-*"):
                 shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
             atomic_write_text(out_dir / RESOLVED_RECIPE_FILE, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
-            available = self._resolve_models(loaded)
+            available = run.models = self._resolve_models(loaded)
             data = RecipeData(recipe.dataset, recipe.seed, loaded.base_dir)
             for index, spec in enumerate(recipe.stages):
                 try:
@@ -232,6 +233,7 @@ class Runner:
             "type": spec.type,
             "fingerprint": fingerprint,
             "spec": spec.model_dump(mode="json"),
+            "refs": spec.refs(),
             "inputs": {role: model.fingerprint for role, model in inputs.items()},
             "outputs": {str(p.relative_to(tmp_dir)): sha256_file(p) for p in sorted(tmp_dir.rglob("*")) if p.is_file()},
             "metrics": metrics,
@@ -261,9 +263,13 @@ class Runner:
             "git_commit": git_commit(),
             "machine": machine_info(),
             "wall_s": round(time.time() - started, 2),
+            "final_model": loaded.recipe.final_model,
+            "models": {
+                name: {"path": str(m.path.resolve()), "fingerprint": m.fingerprint} for name, m in run.models.items()
+            },
             "stages": [
-                {"name": s.name, "status": s.status, "fingerprint": s.fingerprint, "wall_s": round(s.wall_s, 2),
-                 "run_wall_s": s.record.get("wall_s"), "inputs": s.record.get("inputs"),
+                {"name": s.name, "type": s.record.get("type"), "refs": s.record.get("refs"), "status": s.status,
+                 "fingerprint": s.fingerprint, "wall_s": round(s.wall_s, 2), "run_wall_s": s.record.get("wall_s"), "inputs": s.record.get("inputs"),
                  "outputs": s.record.get("outputs"), "metrics": s.record.get("metrics")}
                 for s in run.stages
             ],

@@ -13,6 +13,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from .stages import STAGE_TYPES
 from .stages.base import STAGE_NAME_PATTERN, StrictSpec
+from .stages.ort_quantize import onnx_stage_problems
 
 
 class SplitNames(StrictSpec):
@@ -104,6 +105,7 @@ class Recipe(StrictSpec):
                 elif ref in self.stage_names and not self.stage(ref).produces_model:
                     problems.append(f"stage {stage.name!r} {role} refers to {ref!r}, which makes no model")
             known.add(stage.name)
+        problems += onnx_stage_problems(self)
         if self.publish is not None and self.publish.model is not None and self.publish.model not in known:
             problems.append(f"publish.model {self.publish.model!r} is not a model; allowed: {sorted(known)}")
         if problems:

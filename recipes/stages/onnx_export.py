@@ -1,0 +1,75 @@
+"""``export-onnx``: export a PyTorch classifier to ONNX with optimum, then check parity.
+
+Also home of :class:`OnnxStageSpec`, the fields ``ort-optimize`` and ``ort-quantize`` share.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from .base import StageContext, StageSpec, register
+
+
+class OnnxStageSpec(StageSpec):
+    """One input model; the output is checked against it on ``parity_samples`` eval rows.
+
+    The stage fails when the max absolute logit difference exceeds ``atol`` (null: only
+    recorded) or the argmax agreement falls below ``min_agreement``.
+    """
+
+    input: str = Field(description="Model to convert: a key of `models` or an earlier stage.")
+    parity_samples: PositiveInt = Field(256, description="Eval rows the output is compared on.")
+    atol: float | None = Field(None, gt=0, description="Max |logit difference| allowed; null records it only.")
+    min_agreement: float = Field(0.99, ge=0, le=1, description="Least share of eval rows with the same argmax.")
+
+    def refs(self) -> dict[str, str]:
+        return {"input": self.input}
+
+
+class ExportOnnxSpec(OnnxStageSpec):
+    """Export ``input`` (PyTorch fp32) to ``model.onnx`` with dynamic batch and sequence axes.
+
+    Uses ``optimum.exporters.onnx.main_export`` (task text-classification); the folder keeps
+    config + tokenizer. Parity against the PyTorch model is part of the stage.
+
+    .. code-block:: yaml
+
+        stages:
+          - name: export
+            type: export-onnx
+            input: distill
+            opset: 18            # default: optimum's choice for the architecture
+            atol: 1.0e-3
+            parity_samples: 256
+    """
+
+    type: Literal["export-onnx"]
+    opset: int | None = Field(None, ge=11, description="ONNX opset; null: optimum's default for the architecture.")
+    atol: float | None = Field(1e-3, gt=0, description="Max |logit difference| vs PyTorch; null records it only.")
+
+
+@register("export-onnx", ExportOnnxSpec)
+def run(spec: ExportOnnxSpec, ctx: StageContext) -> dict:
+    from optimum.exporters.onnx import main_export
+
+    from ..modelio import PYTORCH, read_format
+    from ..onnxio import EXPORTED_FILE, conclude_stage
+
+    source = ctx.inputs["input"]
+    if read_format(source).format != PYTORCH:
+        raise ValueError(
+            f"export-onnx takes a PyTorch fp32 model; {spec.input!r} is {read_format(source).format!r}. "
+            "Export the fp32 model and quantize the ONNX graph with an ort-quantize stage instead."
+        )
+    main_export(
+        str(source),
+        ctx.out_dir,
+        task="text-classification",
+        opset=spec.opset,
+        do_validation=False,  # our own parity check below, on real eval rows
+        library_name="transformers",
+    )
+    metrics, graph = conclude_stage(spec, ctx, EXPORTED_FILE, dtype="float32")
+    return {**metrics, "inputs": graph["inputs"]}

@@ -1,0 +1,89 @@
+"""``ort-optimize``: offline ONNX Runtime graph optimization with optimum's ``ORTOptimizer``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import StageContext, register
+from .onnx_export import OnnxStageSpec
+
+#: Spec fields passed to ``optimum.onnxruntime.OptimizationConfig`` under the same name.
+FUSION_OPTIONS = (
+    "disable_gelu_fusion",
+    "disable_layer_norm_fusion",
+    "disable_attention_fusion",
+    "disable_skip_layer_norm_fusion",
+    "disable_bias_skip_layer_norm_fusion",
+    "disable_bias_gelu_fusion",
+    "disable_embed_layer_norm_fusion",
+    "enable_gelu_approximation",
+)
+
+
+class OrtOptimizeSpec(OnnxStageSpec):
+    """Optimize ``input`` (an ONNX stage) into ``model_optimized.onnx``; ``ort_config.json`` records how.
+
+    ``level`` is ONNX Runtime's graph optimization level (1 basic, 2 extended fusions,
+    99 all incl. layout, hardware-specific). ``transformers_fusions`` adds the transformer
+    optimizer's fusions (Attention, SkipLayerNormalization, BiasGelu); the ``disable_*`` /
+    ``enable_*`` fields are ``OptimizationConfig``'s, same names and defaults.
+
+    ONNX Runtime already applies these fusions when it loads a session, so expect little
+    latency change on CPU; the stage records what it fused and the node counts.
+    A graph with fused (``com.microsoft``) operators can only be int8-quantized by
+    ``ort-quantize`` with ``engine: onnxruntime``; the recipe check says so.
+
+    .. code-block:: yaml
+
+        stages:
+          - name: optimize
+            type: ort-optimize
+            input: export
+            level: 2
+            transformers_fusions: true
+    """
+
+    type: Literal["ort-optimize"]
+    level: Literal[1, 2, 99] = Field(2, description="ORT graph optimization level: 1, 2 or 99.")
+    transformers_fusions: bool = Field(True, description="Run the transformer-specific fusions too.")
+    fp16: bool = Field(False, description="Convert weights to float16 (GPU inference; slower or unsupported on CPU).")
+    disable_gelu_fusion: bool = False
+    disable_layer_norm_fusion: bool = False
+    disable_attention_fusion: bool = False
+    disable_skip_layer_norm_fusion: bool = False
+    disable_bias_skip_layer_norm_fusion: bool = False
+    disable_bias_gelu_fusion: bool = False
+    disable_embed_layer_norm_fusion: bool = Field(True, description="EmbedLayerNormalization defeats quantization.")
+    enable_gelu_approximation: bool = Field(False, description="Gelu -> FastGelu; changes logits slightly.")
+
+    @property
+    def fuses_contrib_ops(self) -> bool:
+        """Whether the output may hold ONNX Runtime contrib (``com.microsoft``) operators."""
+        return self.level >= 2 or self.transformers_fusions
+
+
+@register("ort-optimize", OrtOptimizeSpec)
+def run(spec: OrtOptimizeSpec, ctx: StageContext) -> dict:
+    from optimum.onnxruntime import ORTOptimizer
+    from optimum.onnxruntime.configuration import OptimizationConfig
+
+    from ..onnxio import OPTIMIZED_FILE, conclude_stage, onnx_path
+
+    source = onnx_path(ctx.inputs["input"])
+    config = OptimizationConfig(
+        optimization_level=spec.level,
+        enable_transformers_specific_optimizations=spec.transformers_fusions,
+        optimize_for_gpu=False,
+        fp16=spec.fp16,
+        **{name: getattr(spec, name) for name in FUSION_OPTIONS},
+    )
+    # writes <stem>_optimized.onnx, config, tokenizer and ort_config.json
+    ORTOptimizer.from_pretrained(source.parent, file_names=[source.name]).optimize(config, ctx.out_dir)
+    written = ctx.out_dir / f"{source.stem}_optimized.onnx"
+    if written.name != OPTIMIZED_FILE:
+        written.rename(ctx.out_dir / OPTIMIZED_FILE)
+    metrics, graph = conclude_stage(spec, ctx, OPTIMIZED_FILE, source, dtype="float16" if spec.fp16 else "float32",
+                                    level=spec.level, transformers_fusions=spec.transformers_fusions)
+    return {**metrics, "fused_ops": graph["contrib_ops"], "ops": graph["ops"]}

@@ -1,0 +1,216 @@
+"""``ort-quantize``: int8 quantization of an ONNX graph, dynamic or static (calibrated).
+
+Two engines, because neither covers every graph (optimum 2.1 / optimum-onnx 0.1 / ORT 1.32):
+
+- ``optimum`` (default): ``ORTQuantizer`` + ``AutoQuantizationConfig.<preset>``; dynamic or
+  static. Its shape inference cannot type the outputs of ONNX Runtime's fused contrib operators
+  (Attention, SkipLayerNormalization, BiasGelu, FusedGemm), so it fails on the output of
+  ``ort-optimize`` with ``level`` 2/99 or ``transformers_fusions: true``. Quantize the export
+  instead: ONNX Runtime fuses at session load anyway, so nothing is lost.
+- ``onnxruntime``: ``onnxruntime.quantization.quantize_dynamic`` with
+  ``DefaultTensorType: FLOAT``, which quantizes fused graphs too (fused Attention becomes
+  QAttention). Dynamic only, QInt8 weights.
+
+:func:`onnx_stage_problems` is the recipe-level rule that refuses the orders that cannot work.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from .base import StageContext, register
+from .onnx_export import ExportOnnxSpec, OnnxStageSpec
+from .ort_optimize import OrtOptimizeSpec
+
+Preset = Literal["avx512_vnni", "avx512", "avx2", "arm64"]
+#: Operators static mode keeps in float (see ``_quantize_optimum``).
+STATIC_FLOAT_OPS = ("Where",)
+
+
+class OrtQuantizeSpec(OnnxStageSpec):
+    """Quantize ``input`` (an ONNX stage) to int8 into ``model_quantized.onnx``.
+
+    ``mode: dynamic`` quantizes weights ahead and activations on the fly; ``mode: static``
+    calibrates activation ranges on ``calibration_samples`` train rows (``minmax`` or
+    ``percentiles``). With ``engine: optimum`` the ``preset`` (an ``AutoQuantizationConfig``
+    method) defaults to the best one for this machine's CPU flags, and is recorded.
+
+    .. code-block:: yaml
+
+        stages:
+          - name: quantize
+            type: ort-quantize
+            input: export          # the fp32 export; see the module docstring for ort-optimize
+            mode: dynamic          # or static, with calibration: minmax | percentiles
+            engine: optimum        # or onnxruntime (dynamic only; quantizes fused graphs)
+            per_channel: false
+    """
+
+    type: Literal["ort-quantize"]
+    mode: Literal["dynamic", "static"] = "dynamic"
+    engine: Literal["optimum", "onnxruntime"] = Field("optimum", description="Who quantizes; see the module docstring.")
+    preset: Preset | None = Field(None, description="AutoQuantizationConfig preset; null: chosen from the CPU flags.")
+    per_channel: bool = Field(False, description="Per-channel (per-row) weight scales.")
+    calibration: Literal["minmax", "percentiles"] = Field("minmax", description="Static mode: how ranges are set.")
+    calibration_samples: PositiveInt = Field(128, description="Static mode: train rows used for calibration.")
+    min_agreement: float = Field(0.95, ge=0, le=1, description="Least share of eval rows with the fp32 argmax.")
+
+    @model_validator(mode="after")
+    def _engine_supports_settings(self):
+        if self.engine == "onnxruntime" and self.mode == "static":
+            raise ValueError(
+                "engine 'onnxruntime' quantizes dynamically only; for mode static use engine 'optimum' "
+                "on an unfused graph (the export-onnx output)"
+            )
+        if self.engine == "onnxruntime" and self.preset is not None:
+            raise ValueError("preset applies to engine 'optimum' only; remove it or set engine: optimum")
+        return self
+
+
+def onnx_stage_problems(recipe) -> list[str]:
+    """Cross-stage rule for the ONNX stages, called from ``Recipe._check_references``.
+
+    Refuses the combinations that cannot run: exporting an ONNX or int8 model again, optimizing
+    or quantizing a PyTorch model, quantizing twice, quantizing an fp16 graph, and optimum's
+    quantizer on a graph with fused contrib operators. Each message says why and how to fix it.
+    """
+    onnx_types = {"export-onnx", "ort-optimize", "ort-quantize"}
+    problems = []
+    for i, stage in enumerate(recipe.stages):
+        if not isinstance(stage, OnnxStageSpec) or stage.input not in recipe.stage_names[:i]:
+            continue  # keys of `models` are checked when the stage runs; bad references elsewhere
+        source = recipe.stage(stage.input)
+        where = f"stage {stage.name!r} ({stage.type}) input {stage.input!r} ({source.type})"
+        if isinstance(stage, ExportOnnxSpec):
+            if source.type in onnx_types or source.type == "quantize-dynamic":
+                problems.append(f"{where}: export-onnx takes a PyTorch fp32 model; "
+                                "take the fp32 model it was made from (finetune, distill)")
+            continue
+        if source.type not in onnx_types:
+            problems.append(f"{where}: {stage.type} takes an ONNX model; add an export-onnx stage "
+                            f"with input {stage.input!r} and take that")
+        elif not isinstance(stage, OrtQuantizeSpec):
+            continue
+        elif isinstance(source, OrtQuantizeSpec):
+            problems.append(f"{where}: the input is already int8; quantize the fp32 ONNX model instead")
+        elif isinstance(source, OrtOptimizeSpec) and source.fp16:
+            problems.append(f"{where}: the input is float16; int8 quantization needs the fp32 graph "
+                            f"(set fp16: false on {source.name!r})")
+        elif isinstance(source, OrtOptimizeSpec) and source.fuses_contrib_ops and stage.engine == "optimum":
+            fused_by = f"level {source.level}" if source.level >= 2 else "transformers_fusions: true"
+            problems.append(
+                f"{where}: engine 'optimum' cannot quantize a graph with ONNX Runtime fused operators, "
+                f"which {source.name!r} makes ({fused_by}); optimum's shape inference fails on them. "
+                "Fix: take the export-onnx output as input (ONNX Runtime fuses at session load anyway), "
+                f"or set engine: onnxruntime (dynamic only), or set level: 1 and transformers_fusions: false "
+                f"on {source.name!r}"
+            )
+    return problems
+
+
+def cpu_preset() -> str:
+    """The ``AutoQuantizationConfig`` preset for this machine's CPU, from py-cpuinfo's flags."""
+    import cpuinfo
+
+    info = cpuinfo.get_cpu_info()
+    flags = set(info.get("flags", []))
+    if str(info.get("arch", "")).startswith("ARM"):
+        return "arm64"
+    if flags & {"avx512_vnni", "avx512vnni"}:
+        return "avx512_vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    if "avx2" in flags:
+        return "avx2"
+    raise ValueError(
+        f"No quantization preset fits this CPU ({info.get('brand_raw')}: no AVX2/AVX-512/ARM64); "
+        "set preset: in the stage to quantize for another machine."
+    )
+
+
+def _calibration_dataset(spec: OrtQuantizeSpec, ctx: StageContext, quantizer):
+    from transformers import AutoTokenizer
+
+    train = ctx.data.split("train").shuffle(seed=ctx.seed)
+    rows = train.select(range(min(spec.calibration_samples, len(train))))
+    tokenizer = AutoTokenizer.from_pretrained(ctx.inputs["input"])
+    # one batch, padded to its longest row: histogram calibrators stack rows, so lengths must match
+    tokenized = rows.map(lambda b: tokenizer(b["text"], padding="longest", truncation=True, max_length=128),
+                         batched=True, batch_size=None)
+    return quantizer.clean_calibration_dataset(tokenized)  # keeps the graph's inputs only
+
+
+def _quantize_optimum(spec: OrtQuantizeSpec, ctx: StageContext, source: Path) -> dict:
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoCalibrationConfig, AutoQuantizationConfig
+
+    from ..onnxio import graph_summary
+
+    fused = graph_summary(source)["contrib_ops"]
+    if fused:  # a graph from another recipe; the recipe check catches this within one recipe
+        raise ValueError(
+            f"{source.name} holds ONNX Runtime fused operators {fused}, which optimum's ORTQuantizer "
+            "cannot quantize. Quantize the unfused export-onnx output, or set engine: onnxruntime."
+        )
+    preset = spec.preset or cpu_preset()
+    static = spec.mode == "static"
+    qconfig = getattr(AutoQuantizationConfig, preset)(is_static=static, per_channel=spec.per_channel)
+    quantizer = ORTQuantizer.from_pretrained(source.parent, file_name=source.name)
+    ranges, recorded = None, {"preset": preset}
+    if static:
+        # The attention mask's Where holds float-min constants: no int8 range fits them, and
+        # histogram calibration (percentiles) cannot even bin them. Leave that op in float.
+        qconfig.operators_to_quantize = [op for op in qconfig.operators_to_quantize if op not in STATIC_FLOAT_OPS]
+        dataset = _calibration_dataset(spec, ctx, quantizer)
+        calibration = getattr(AutoCalibrationConfig, spec.calibration)(dataset)
+        with tempfile.TemporaryDirectory() as tmp:  # the augmented model is scratch
+            ranges = quantizer.fit(
+                dataset=dataset,
+                calibration_config=calibration,
+                onnx_augmented_model_name=Path(tmp) / "augmented_model.onnx",
+                operators_to_quantize=qconfig.operators_to_quantize,
+            )
+        recorded.update(calibration=spec.calibration, calibration_rows=len(dataset), quant_format=qconfig.format.name,
+                        float_ops=list(STATIC_FLOAT_OPS))
+    quantizer.quantize(qconfig, ctx.out_dir, calibration_tensors_range=ranges)  # + config, tokenizer, ort_config
+    return recorded
+
+
+def _quantize_onnxruntime(spec: OrtQuantizeSpec, ctx: StageContext, source: Path, target: Path) -> dict:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ..onnxio import save_config_and_tokenizer
+
+    quantize_dynamic(
+        source,
+        target,
+        weight_type=QuantType.QInt8,
+        per_channel=spec.per_channel,
+        # fused contrib outputs have no inferred type; treat unknown tensors as float
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    save_config_and_tokenizer(ctx.inputs["input"], ctx.out_dir)
+    return {"weight_type": "QInt8"}
+
+
+@register("ort-quantize", OrtQuantizeSpec)
+def run(spec: OrtQuantizeSpec, ctx: StageContext) -> dict:
+    from ..onnxio import QUANTIZED_FILE, conclude_stage, onnx_path
+
+    source = onnx_path(ctx.inputs["input"])
+    target = ctx.out_dir / QUANTIZED_FILE
+    if spec.engine == "optimum":
+        recorded = _quantize_optimum(spec, ctx, source)
+        (ctx.out_dir / f"{source.stem}_quantized.onnx").rename(target)
+    else:
+        recorded = _quantize_onnxruntime(spec, ctx, source, target)
+    recorded.update(engine=spec.engine, mode=spec.mode, per_channel=spec.per_channel)
+    ctx.log.info("  quantized %s: %s", source.name, recorded)
+    metrics, graph = conclude_stage(spec, ctx, QUANTIZED_FILE, source, dtype="int8", **recorded)
+    int8_ops = {k: v for k, v in graph["ops"].items() if "quant" in k.lower() or "integer" in k.lower()}
+    return {**recorded, **metrics, "weight_mb_by_dtype": graph["weight_mb_by_dtype"], "quantized_ops": int8_ops}
