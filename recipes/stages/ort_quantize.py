@@ -77,39 +77,43 @@ def onnx_stage_problems(recipe) -> list[str]:
     Refuses the combinations that cannot run: exporting an ONNX or int8 model again, optimizing
     or quantizing a PyTorch model, quantizing twice, quantizing an fp16 graph, and optimum's
     quantizer on a graph with fused contrib operators. Each message says why and how to fix it.
+    Inputs that are keys of ``models`` are checked when the stage runs.
     """
     onnx_types = {"export-onnx", "ort-optimize", "ort-quantize"}
     problems = []
     for i, stage in enumerate(recipe.stages):
         if not isinstance(stage, OnnxStageSpec) or stage.input not in recipe.stage_names[:i]:
-            continue  # keys of `models` are checked when the stage runs; bad references elsewhere
+            continue
         source = recipe.stage(stage.input)
         where = f"stage {stage.name!r} ({stage.type}) input {stage.input!r} ({source.type})"
         if isinstance(stage, ExportOnnxSpec):
-            if source.type in onnx_types or source.type == "quantize-dynamic":
+            if source.type in onnx_types | {"quantize-dynamic"}:
                 problems.append(f"{where}: export-onnx takes a PyTorch fp32 model; "
                                 "take the fp32 model it was made from (finetune, distill)")
-            continue
-        if source.type not in onnx_types:
+        elif source.type not in onnx_types:
             problems.append(f"{where}: {stage.type} takes an ONNX model; add an export-onnx stage "
                             f"with input {stage.input!r} and take that")
-        elif not isinstance(stage, OrtQuantizeSpec):
-            continue
-        elif isinstance(source, OrtQuantizeSpec):
-            problems.append(f"{where}: the input is already int8; quantize the fp32 ONNX model instead")
-        elif isinstance(source, OrtOptimizeSpec) and source.fp16:
-            problems.append(f"{where}: the input is float16; int8 quantization needs the fp32 graph "
-                            f"(set fp16: false on {source.name!r})")
-        elif isinstance(source, OrtOptimizeSpec) and source.fuses_contrib_ops and stage.engine == "optimum":
-            fused_by = f"level {source.level}" if source.level >= 2 else "transformers_fusions: true"
-            problems.append(
-                f"{where}: engine 'optimum' cannot quantize a graph with ONNX Runtime fused operators, "
-                f"which {source.name!r} makes ({fused_by}); optimum's shape inference fails on them. "
-                "Fix: take the export-onnx output as input (ONNX Runtime fuses at session load anyway), "
-                f"or set engine: onnxruntime (dynamic only), or set level: 1 and transformers_fusions: false "
-                f"on {source.name!r}"
-            )
+        elif isinstance(stage, OrtQuantizeSpec) and (problem := _int8_input_problem(stage, source)):
+            problems.append(f"{where}: {problem}")
     return problems
+
+
+def _int8_input_problem(stage: OrtQuantizeSpec, source: OnnxStageSpec) -> str | None:
+    if isinstance(source, OrtQuantizeSpec):
+        return "the input is already int8; quantize the fp32 ONNX model instead"
+    if not isinstance(source, OrtOptimizeSpec):
+        return None
+    if source.fp16:
+        return f"the input is float16; int8 quantization needs the fp32 graph (set fp16: false on {source.name!r})"
+    if source.fuses_contrib_ops and stage.engine == "optimum":
+        fused_by = f"level {source.level}" if source.level >= 2 else "transformers_fusions: true"
+        return (
+            f"engine 'optimum' cannot quantize a graph with ONNX Runtime fused operators, which "
+            f"{source.name!r} makes ({fused_by}); optimum's shape inference fails on them. Fix: take the "
+            "export-onnx output as input (ONNX Runtime fuses at session load anyway), or set engine: "
+            f"onnxruntime (dynamic only), or set level: 1 and transformers_fusions: false on {source.name!r}"
+        )
+    return None
 
 
 def cpu_preset() -> str:
@@ -198,6 +202,11 @@ def _quantize_onnxruntime(spec: OrtQuantizeSpec, ctx: StageContext, source: Path
     return {"weight_type": "QInt8"}
 
 
+def _is_int8_op(op_type: str) -> bool:
+    """QAttention, QLinearMatMul, (Dynamic)QuantizeLinear, DequantizeLinear, MatMulInteger, ..."""
+    return op_type.startswith("Q") or "quant" in op_type.lower() or "Integer" in op_type
+
+
 @register("ort-quantize", OrtQuantizeSpec)
 def run(spec: OrtQuantizeSpec, ctx: StageContext) -> dict:
     from ..onnxio import QUANTIZED_FILE, conclude_stage, onnx_path
@@ -212,5 +221,5 @@ def run(spec: OrtQuantizeSpec, ctx: StageContext) -> dict:
     recorded.update(engine=spec.engine, mode=spec.mode, per_channel=spec.per_channel)
     ctx.log.info("  quantized %s: %s", source.name, recorded)
     metrics, graph = conclude_stage(spec, ctx, QUANTIZED_FILE, source, dtype="int8", **recorded)
-    int8_ops = {k: v for k, v in graph["ops"].items() if "quant" in k.lower() or "integer" in k.lower()}
+    int8_ops = {k: v for k, v in graph["ops"].items() if _is_int8_op(k.split(":")[-1])}
     return {**recorded, **metrics, "weight_mb_by_dtype": graph["weight_mb_by_dtype"], "quantized_ops": int8_ops}
