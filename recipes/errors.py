@@ -47,3 +47,9 @@ class StageFailedError(RecipeError):
     """A stage raised while running; names the stage and the stages left undone."""
 
     exit_code = 1
+
+
+class ParityError(RecipeError):
+    """A converted model whose outputs drift from its source past the recipe's tolerance."""
+
+    exit_code = 1

@@ -84,7 +84,7 @@ class Classifier:
 
 
 Loader = Callable[[Path, int], Classifier]
-#: format name -> loader(model_dir, threads). ONNX formats register theirs in their stage module.
+#: format name -> loader(model_dir, threads). The ONNX loader registers in recipes.onnxio.
 LOADERS: dict[str, Loader] = {}
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ParityError
 from .modelio import FORMAT_FILE, PYTORCH, Classifier, load_classifier, read_format, register_loader, write_format
 
 log = logging.getLogger("recipes")
@@ -46,10 +47,6 @@ QUANTIZED_FILE = "model_quantized.onnx"
 REPO_ONNX_DIR = "onnx"
 #: Operator domain of ONNX Runtime's fused operators (Attention, SkipLayerNormalization, ...).
 CONTRIB_DOMAIN = "com.microsoft"
-
-
-class ParityError(RuntimeError):
-    """A converted model whose outputs drift from its source past the recipe's tolerance."""
 
 
 # --- the onnx format -------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def test_run_json_records_provenance(first_run):
     run = json.loads((out / "kd-quant" / "run.json").read_text())
     assert run["status"] == "finished" and len(run["recipe_sha256"]) == 64
     assert run["resolved"]["stages"][0]["type"] == "quantize-dynamic"
-    assert run["machine"]["cpu"] and run["machine"]["cores"] >= 1 and run["libraries"]["transformers"]
+    assert run["machine"]["cpu"] and run["machine"]["cores"] >= 1 and run["machine"]["libraries"]["transformers"]
     assert [s["name"] for s in run["stages"]] == ["quantize", "benchmark"]
     assert all(s["run_wall_s"] is not None for s in run["stages"])
     assert (out / "kd-quant" / "recipe.yaml").is_file() and (out / "kd-quant" / "run.log").stat().st_size > 0
