@@ -164,6 +164,8 @@ class Runner:
         handler = logging.FileHandler(out_dir / "run.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
+        previous_level = log.level
+        log.setLevel(min(previous_level or logging.INFO, logging.INFO))  # run.log always gets INFO
         run = RecipeRun(loaded, out_dir)
         started = time.time()
         try:
@@ -193,6 +195,7 @@ class Runner:
             self._write_run_json(run, started)
             log.info("=== Recipe %r done in %.1f s\n%s", recipe.name, time.time() - started, summary_table(run))
         finally:
+            log.setLevel(previous_level)
             log.removeHandler(handler)
             handler.close()
         return run
