@@ -66,12 +66,15 @@ class Classifier:
     format: str
     make_pipeline: Callable[[], Any]
 
-    def logits(self, texts: list[str], batch_size: int = 64, max_length: int = 128) -> np.ndarray:
+    def logits(self, texts: list[str], batch_size: int = 64, max_length: int = 128, desc: str | None = None) -> np.ndarray:
+        """Logits for ``texts`` in batches; ``desc`` shows a progress bar with that label."""
         import torch
+        from tqdm.auto import tqdm
 
         out = []
+        starts = range(0, len(texts), batch_size)
         with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
+            for start in tqdm(starts, desc=desc, disable=desc is None, unit="batch"):
                 enc = self.tokenizer(
                     texts[start : start + batch_size],
                     padding=True,

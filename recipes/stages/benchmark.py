@@ -87,7 +87,7 @@ def measure(name: str, model_dir, spec: BenchmarkSpec, texts, labels, threads: i
     from ..modelio import load_classifier, read_format, size_mb
 
     clf = load_classifier(model_dir, threads)
-    preds = clf.logits(texts, batch_size=spec.batch_size).argmax(axis=-1)
+    preds = clf.logits(texts, batch_size=spec.batch_size, desc=f"Accuracy of {name}").argmax(axis=-1)
     latency = latency_stats(time_pipeline(clf.make_pipeline(), spec.query, spec.warmup, spec.runs))
     fmt = read_format(model_dir)
     row = {
