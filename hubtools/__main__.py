@@ -1,0 +1,3 @@
+from hubtools.cli import main
+
+raise SystemExit(main())
