@@ -1,0 +1,198 @@
+"""``python -m hubtools verify REPO_ID``: check a published repo's numbers against its files.
+
+Pulls the repo as a user would (``snapshot_download``), then for every benchmark row whose
+model is in the repo (``layout.json``) re-measures accuracy on the same test rows (dataset,
+config, split, ``max_samples`` and seed from the pushed ``benchmark.json`` / ``run.json``)
+and latency on this machine, with the benchmark's own code (:func:`recipes.stages.benchmark.measure`).
+
+Accuracy and size must match exactly: in ``benchmark.json``, in the card's table and, for the
+published model, in the card's ``model-index``. Every other cell of the card's table must
+equal ``benchmark.json`` too. Latency is machine-dependent, so it is shown side by side and as
+a speed-up against the baseline measured in the same run; when the baseline's files are not
+in the repo, absolute numbers are shown instead. Exit status 5 on any mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huggingface_hub import ModelCard, snapshot_download
+from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+from recipes.data import RecipeData
+from recipes.modelio import write_format
+from recipes.onnxio import ONNX
+from recipes.schema import DatasetSpec
+from recipes.stages.benchmark import BENCHMARK_FILE, BenchmarkSpec, measure
+
+from hubtools.card import BENCHMARK_COLUMNS, fmt_accuracy, fmt_ms, fmt_size, markdown_table, parse_benchmark_table
+from hubtools.errors import HubToolsError, VerificationFailedError
+from hubtools.runinfo import LAYOUT_FILE, RowPlace, read_layout
+
+log = logging.getLogger("hubtools.verify")
+#: Files of the repo root that are about the run, not the model.
+NOT_MODEL_FILES = {"README.md", "run.json", "recipe.yaml", BENCHMARK_FILE, LAYOUT_FILE, ".gitattributes"}
+
+
+@dataclass
+class RowCheck:
+    name: str
+    place: RowPlace
+    card: dict  # the card's table cells
+    json_row: dict  # benchmark.json's row
+    measured: dict | None = None  # measure()'s row; None when the files are not in the repo
+    speedup: float | None = None  # measured, against the baseline measured here
+
+
+@dataclass
+class Report:
+    repo_id: str
+    baseline: str
+    baseline_measured: bool
+    rows: list[RowCheck]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def table(self) -> str:
+        header = ["Model", "File", "Accuracy (card)", "Accuracy (here)", "Size MB (card)", "Size MB (here)",
+                  "Latency ms (card)", "Latency ms (here)", "Speed-up (card)", "Speed-up (here)"]
+        lines = []
+        for r in self.rows:
+            m = r.measured
+            lines.append([
+                r.name, r.place.shown, r.card.get("Accuracy", "?"), fmt_accuracy(m["accuracy"]) if m else "-",
+                r.card.get("Size (MB)", "?"), fmt_size(m["size_mb"]) if m else "-",
+                r.card.get("Latency mean ± std (ms)", "?"),
+                f"{fmt_ms(m['latency_ms']['mean'])} ± {fmt_ms(m['latency_ms']['std'])}" if m else "-",
+                r.card.get("Speed-up", "?"), f"{r.speedup:.2f}x" if r.speedup is not None else "-",
+            ])
+        return markdown_table(header, lines)
+
+    def summary(self) -> str:
+        note = "" if self.baseline_measured else (
+            f"\nThe baseline {self.baseline!r} is not in the repo: latencies here are absolute, not speed-ups."
+        )
+        verdict = "OK: every number the card states matches." if self.ok else "MISMATCH:\n- " + "\n- ".join(self.problems)
+        return f"{self.table()}{note}\n{verdict}"
+
+
+def _view(snapshot: Path, root_files: list[str], place: RowPlace, out: Path) -> Path:
+    """A folder :func:`recipes.modelio.load_classifier` reads: the repo root's config and
+    tokenizer, the row's weight files, and a ``model_format.json``."""
+    out.mkdir(parents=True)
+    skip = NOT_MODEL_FILES | set(root_files)
+    for item in snapshot.iterdir():
+        if item.is_file() and item.name not in skip:
+            (out / item.name).symlink_to(item.resolve())
+    names = []
+    for rel in place.files:
+        name = Path(rel).name
+        (out / name).symlink_to((snapshot / rel).resolve())
+        names.append(name)
+    extra = {"file_name": names[0]} if place.format == ONNX else {}
+    write_format(out, place.format, names, **extra)
+    return out
+
+
+def compare_card(checks: list[RowCheck], card_rows: dict[str, dict], json_rows: list[dict]) -> list[str]:
+    """Cells of the card's table that differ from ``benchmark.json`` formatted the same way."""
+    problems = []
+    names = [r["name"] for r in json_rows]
+    if list(card_rows) != names:
+        problems.append(f"the card's table lists {list(card_rows)}, benchmark.json {names}")
+    for check in checks:
+        for header, fmt in BENCHMARK_COLUMNS[1:]:
+            expected = fmt(check.json_row, check.place)
+            if check.card.get(header) != expected:
+                problems.append(f"{check.name}: card says {header} {check.card.get(header)!r}, "
+                                f"benchmark.json says {expected!r}")
+    return problems
+
+
+def compare_measured(check: RowCheck) -> list[str]:
+    m, j, name = check.measured, check.json_row, check.name
+    problems = []
+    if m["n_test"] != j["n_test"]:
+        problems.append(f"{name}: measured on {m['n_test']} rows, benchmark.json on {j['n_test']}")
+    if m["accuracy"] != j["accuracy"]:
+        problems.append(f"{name}: accuracy here {m['accuracy']!r}, benchmark.json {j['accuracy']!r}")
+    if fmt_accuracy(m["accuracy"]) != check.card.get("Accuracy"):
+        problems.append(f"{name}: accuracy here {fmt_accuracy(m['accuracy'])}, card {check.card.get('Accuracy')}")
+    if fmt_size(m["size_mb"]) != check.card.get("Size (MB)") or abs(m["size_mb"] - j["size_mb"]) > 1e-9:
+        problems.append(f"{name}: size here {m['size_mb']:.6f} MB, benchmark.json {j['size_mb']:.6f} MB")
+    return problems
+
+
+def verify(repo_id: str, revision: str | None = None, threads: int | None = None, runs: int | None = None) -> Report:
+    try:
+        snapshot = Path(snapshot_download(repo_id, revision=revision))
+    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+        raise HubToolsError(f"Cannot download {repo_id!r}: {err.__class__.__name__}. Check the repo id "
+                            "(and HF_TOKEN for a private repo).") from None
+    missing = [n for n in ("README.md", BENCHMARK_FILE, "run.json", LAYOUT_FILE) if not (snapshot / n).is_file()]
+    if missing:
+        raise VerificationFailedError(f"{repo_id} has no {', '.join(missing)}: it was not published by hubtools push.")
+    bench = json.loads((snapshot / BENCHMARK_FILE).read_text())
+    run = json.loads((snapshot / "run.json").read_text())
+    root_files, places = read_layout((snapshot / LAYOUT_FILE).read_text())
+    card = ModelCard.load(snapshot / "README.md")
+    try:
+        card_rows = parse_benchmark_table(card.text)
+    except ValueError:
+        raise VerificationFailedError(f"{repo_id}: the card has no benchmark table.") from None
+
+    spec = BenchmarkSpec.model_validate(next(s for s in run["resolved"]["stages"] if s["type"] == "benchmark"))
+    if runs is not None:
+        spec = spec.model_copy(update={"runs": runs})
+    dataset = DatasetSpec.model_validate({k: v for k, v in bench["dataset"].items() if k in DatasetSpec.model_fields})
+    test = RecipeData(dataset, run["seed"]).split("test")
+    texts, labels = list(test["text"]), list(test["label"])
+    threads = threads or min(bench["machine"].get("threads") or 1, os.cpu_count() or 1)
+
+    checks = [RowCheck(r["name"], places.get(r["name"], RowPlace(r["format"])), card_rows.get(r["name"], {}), r)
+              for r in bench["models"]]
+    problems = compare_card(checks, card_rows, bench["models"])
+    with tempfile.TemporaryDirectory(prefix="hubtools-verify-") as tmp:
+        for check in checks:
+            if check.place.in_repo:
+                view = _view(snapshot, root_files, check.place, Path(tmp) / check.name)
+                check.measured = measure(check.name, view, spec, texts, labels, threads, log)
+                problems += compare_measured(check)
+    base = next((c for c in checks if c.name == bench["baseline"] and c.measured), None)
+    for check in checks:
+        if base and check.measured:
+            check.speedup = base.measured["latency_ms"]["mean"] / check.measured["latency_ms"]["mean"]
+    final = next((c for c in checks if c.name == run["final_model"]), None)
+    published = [r.metric_value for r in (card.data.eval_results or []) if r.metric_type == "accuracy"]
+    if final is None or final.measured is None:
+        problems.append(f"the published model {run['final_model']!r} has no files in the repo to measure")
+    elif published != [final.measured["accuracy"]]:
+        problems.append(f"model-index states accuracy {published}, measured {final.measured['accuracy']!r}")
+    return Report(repo_id, bench["baseline"], base is not None, checks, problems)
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    parser = groups.add_parser("verify", help="re-measure a published repo and compare with its card",
+                               description=__doc__.splitlines()[0])
+    parser.add_argument("repo_id")
+    parser.add_argument("--revision", help="branch or commit (default: main)")
+    parser.add_argument("--threads", type=int, help="default: the benchmark's thread count, at most this machine's cores")
+    parser.add_argument("--runs", type=int, help="timed latency calls per model (default: the benchmark's)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    report = verify(args.repo_id, args.revision, args.threads, args.runs)
+    print(report.summary())
+    if not report.ok:
+        raise VerificationFailedError(f"{args.repo_id}: {len(report.problems)} number(s) do not match; see above.")
+    return 0
