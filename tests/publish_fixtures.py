@@ -92,7 +92,7 @@ def published_runs(hub_url: str, token: str) -> PublishedRuns:
 
 def bench_row(name: str, fmt: str, files: list[str], accuracy: float, size: float, mean: float) -> dict:
     return {
-        "name": name, "format": fmt, "files": files, "accuracy": accuracy, "n_test": 5500, "size_mb": size,
+        "name": name, "format": fmt, "files": files, "accuracy": accuracy, "n_test": 64, "size_mb": size,
         "latency_ms": {"mean": mean, "std": mean / 7.3, "p50": mean * 0.97, "p90": mean * 1.2, "p99": mean * 1.61},
     }
 
@@ -110,7 +110,7 @@ MACHINE = {"cpu": "Fixture CPU @ 2.0GHz", "cores": 8, "threads": 4, "platform": 
            "libraries": {"torch": "2.13.0+cpu", "transformers": "4.57.6", "onnxruntime": "1.32.0"}}
 DATASET = {"id": "clinc_oos", "config": "plus", "revision": None, "text_column": "text", "label_column": "intent",
            "splits": {"train": "train", "eval": "validation", "test": "test"},
-           "max_samples": {"train": None, "eval": None, "test": None}, "split_used": "test"}
+           "max_samples": {"train": None, "eval": None, "test": 64}, "split_used": "test"}
 TEACHER_ROW = ("teacher", "pytorch", ["model.safetensors"], 0.9485454545454546, 86.7, 12.345678)
 STUDENT_ROW = ("student", "pytorch", ["model.safetensors"], 0.9301818181818182, 43.51, 6.0712)
 KD_QUANT_ROWS = [TEACHER_ROW, STUDENT_ROW,

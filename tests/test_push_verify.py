@@ -18,7 +18,7 @@ from hubtools.errors import HubRequestError, PublishedMetricsDifferError, PushFa
 from hubtools.push import push_run
 from hubtools.verify import verify
 
-from .publish_fixtures import QUERY, published_runs
+from .publish_fixtures import QUERY, fake_runs, published_runs
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,17 @@ def test_verify_passes_and_says_when_the_baseline_is_absent(runs, capsys):
     assert main(["verify", runs.teacher_repo, "--runs", "2"]) == 0
     out = capsys.readouterr().out
     assert "OK: every number" in out and "1.00x" in out  # the teacher is its own baseline: a ratio
+
+
+def test_verify_measures_onnx_files_through_optimum(seeded_hub, new_repo_id):
+    # A hand-written run: real ONNX files, made-up numbers, so the numbers cannot match.
+    repo_id = new_repo_id("onnx")
+    push_run(fake_runs()["kd-onnx-quant"], repo_id=repo_id)
+    report = verify(repo_id, runs=1)
+    measured = {c.name: c.measured for c in report.rows if c.measured}
+    assert set(measured) == {"student", "export", "quantize"} and report.baseline_measured is False
+    assert measured["quantize"]["format"] == "onnx" and measured["export"]["n_test"] == 64
+    assert not report.ok and all("accuracy" in p or "size" in p for p in report.problems), report.problems
 
 
 def test_tampered_card_fails_verify(runs, api, new_repo_id, capsys):
