@@ -58,7 +58,8 @@ class Hop:
 
     @property
     def is_hub_id(self) -> bool:
-        return bool(self.source) and not self.source.startswith((".", "/", "~")) and self.source.count("/") <= 1
+        """A Hub model (resolved into the Hub cache as ``models--org--name``), not a local folder."""
+        return bool(self.source and self.path) and f"models--{self.source.replace('/', '--')}" in str(self.path)
 
 
 @dataclass
