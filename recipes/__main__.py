@@ -43,7 +43,7 @@ def _cmd_run(args) -> int:
     from .runner import Runner
 
     loaded = load_recipe(args.name, overrides=args.set)
-    Runner(output_root=Path(args.output_dir), force=tuple(args.force)).run(loaded)
+    Runner(output_root=Path(args.output_dir), force=tuple(args.force), publish=not args.no_publish).run(loaded)
     return 0
 
 
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("name", help="Recipe name (see `list`) or path to a .yaml file.")
     run.add_argument("--output-dir", default="outputs", help="Root of outputs/<recipe>/<stage>/ (default: outputs).")
     run.add_argument("--force", action="append", default=[], metavar="STAGE", help="Rerun STAGE even if cached.")
+    run.add_argument("--no-publish", action="store_true", help="Do not push recipes that have a `publish:` section.")
     run.set_defaults(fn=_cmd_run)
     for p in (check, run):
         p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",

@@ -53,3 +53,9 @@ class ParityError(RecipeError):
     """A converted model whose outputs drift from its source past the recipe's tolerance."""
 
     exit_code = 1
+
+
+class PublishError(RecipeError):
+    """Every stage finished but publishing the result to the Hub failed."""
+
+    exit_code = 4

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from .data import RecipeData
-from .errors import RecipeValidationError, StageFailedError
+from .errors import PublishError, RecipeValidationError, StageFailedError
 from .loader import LoadedRecipe, load_recipe
 from .schema import RecipeOutput
 from .sources import ResolvedModel, resolve_source
@@ -76,14 +76,16 @@ class RecipeRun:
     out_dir: Path
     stages: list[StageResult] = field(default_factory=list)
     models: dict[str, ResolvedModel] = field(default_factory=dict)  # every model name -> folder
+    published: str | None = None  # commit URL when the run was pushed
 
 
 class Runner:
     """Runs a recipe and, first, the recipes whose models it takes."""
 
-    def __init__(self, output_root: Path = Path("outputs"), force: tuple[str, ...] = ()):
+    def __init__(self, output_root: Path = Path("outputs"), force: tuple[str, ...] = (), publish: bool = False):
         self.output_root = Path(output_root)
         self.force = set(force)
+        self.publish = publish  # push each recipe that has a `publish:` section, once finished
         self._done: dict[str, RecipeRun] = {}
 
     # --- planning ------------------------------------------------------------------------
@@ -194,6 +196,8 @@ class Runner:
                     available[spec.name] = ResolvedModel(out_dir / spec.name, f"stage:{result.fingerprint}")
             self._write_run_json(run, started)
             log.info("=== Recipe %r done in %.1f s\n%s", recipe.name, time.time() - started, summary_table(run))
+            if self.publish and recipe.publish is not None:
+                run.published = publish_run(out_dir)
         finally:
             log.setLevel(previous_level)
             log.removeHandler(handler)
@@ -278,6 +282,23 @@ class Runner:
             ],
         }
         atomic_write_text(run.out_dir / RUN_FILE, json.dumps(payload, indent=2) + "\n")
+
+
+def publish_run(out_dir: Path) -> str:
+    """Push a finished run with ``hubtools`` (one commit: model, card, benchmark, recipe)."""
+    from hubtools.errors import HubToolsError
+    from hubtools.push import push_run
+
+    log.info("Publishing %s", out_dir)
+    try:
+        url = push_run(out_dir)
+    except HubToolsError as err:
+        raise PublishError(
+            f"Every stage finished, but publishing failed: {err.message}\n"
+            f"Retry with `python -m hubtools push {out_dir}`, or run with --no-publish."
+        ) from err
+    log.info("Published: %s", url)
+    return url
 
 
 def stage_fingerprint(spec, inputs: dict[str, ResolvedModel], data_fingerprint: str | None, seed: int) -> str:

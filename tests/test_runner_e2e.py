@@ -132,12 +132,19 @@ def test_run_json_records_provenance(first_run):
     assert (out / "kd-quant" / "recipe.yaml").is_file() and (out / "kd-quant" / "run.log").stat().st_size > 0
 
 
-def test_second_run_is_fully_cached(first_run):
+def test_second_run_is_fully_cached_and_publishes(first_run):
+    from huggingface_hub import HfApi
+
     out, _ = first_run
-    runner = Runner(output_root=out)
+    runner = Runner(output_root=out, publish=True)
     runner.run(load_recipe(str(out.parent / "kd-quant.yaml")))
     statuses = {(r, s.name): s.status for r, run in runner._done.items() for s in run.stages}
     assert set(statuses.values()) == {"cached"}, statuses
+    # Every recipe with a `publish:` section was pushed once finished; the card came along.
+    url = runner._done["kd-quant"].published
+    repo_id = url.split("/commit/")[0].rsplit("/", 2)[-2:]
+    files = HfApi().list_repo_files("/".join(repo_id))
+    assert {"README.md", "benchmark.json", "run.json", "config.json"} <= set(files)
 
 
 def test_crash_mid_stage_resumes_and_force_reruns(first_run, monkeypatch):
