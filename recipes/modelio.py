@@ -65,6 +65,7 @@ class Classifier:
     tokenizer: Any
     format: str
     make_pipeline: Callable[[], Any]
+    runtime: dict = field(default_factory=dict)  # thread settings as the engine reports them
 
     def logits(self, texts: list[str], batch_size: int = 64, max_length: int = 128, desc: str | None = None) -> np.ndarray:
         """Logits for ``texts`` in batches; ``desc`` shows a progress bar with that label."""
@@ -111,12 +112,16 @@ def load_classifier(model_dir: Path, threads: int) -> Classifier:
 def _torch_classifier(model, tokenizer, format: str) -> Classifier:
     from transformers import pipeline
 
+    import torch
+
     model.eval()
     return Classifier(
         model=model,
         tokenizer=tokenizer,
         format=format,
         make_pipeline=lambda: pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu"),
+        runtime={"engine": "torch", "intra_op_threads": torch.get_num_threads(),
+                 "inter_op_threads": torch.get_num_interop_threads()},
     )
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import json
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ import numpy as np
 from .errors import ParityError
 from .modelio import FORMAT_FILE, PYTORCH, Classifier, load_classifier, read_format, register_loader, write_format
 
-log = logging.getLogger("recipes")
 
 ONNX = "onnx"
 EXPORTED_FILE = "model.onnx"
@@ -98,13 +96,18 @@ def load_onnx(model_dir: Path, threads: int) -> Classifier:
     )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     used = model.session.get_session_options()
-    log.info("  ORT session for %s: intra_op %d, inter_op %d",
-             path.name, used.intra_op_num_threads, used.inter_op_num_threads)
     return Classifier(
         model=model,
         tokenizer=tokenizer,
         format=ONNX,
         make_pipeline=lambda: pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu"),
+        runtime={
+            "engine": "onnxruntime",
+            "intra_op_threads": used.intra_op_num_threads,
+            "inter_op_threads": used.inter_op_num_threads,
+            "execution_mode": "sequential",
+            "providers": model.session.get_providers(),
+        },
     )
 
 

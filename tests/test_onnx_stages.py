@@ -127,6 +127,11 @@ def test_benchmark_rows_for_onnx_models(run_dir):
         assert rows[name]["size_mb"] == pytest.approx((run_dir / name / file).stat().st_size / 2**20)
     assert rows["q-dynamic"]["size_mb"] < rows["export"]["size_mb"] / 2
     assert abs(rows["export"]["accuracy"] - rows["base"]["accuracy"]) < 0.05
+    # ORT rows ran on the same thread budget as the PyTorch row, as the sessions report it.
+    threads = rows["base"]["runtime"]["intra_op_threads"]
+    for name in BENCHMARKED[1:]:
+        assert rows[name]["runtime"]["engine"] == "onnxruntime"
+        assert (rows[name]["runtime"]["intra_op_threads"], rows[name]["runtime"]["inter_op_threads"]) == (threads, 1)
 
 
 BAD_ORDERS = {

@@ -117,6 +117,7 @@ def test_benchmark_json_has_every_field_for_every_model(first_run):
         assert row["size_mb"] > 0 and row["files"]
         assert set(row["latency_ms"]) == LATENCY_FIELDS and row["latency_ms"]["p50"] > 0
         assert set(row["vs_baseline"]) == {"speedup", "size_ratio", "accuracy_delta"}
+        assert row["runtime"]["engine"] == "torch" and row["runtime"]["intra_op_threads"] == bench["machine"]["threads"]
     assert bench["models"][0]["vs_baseline"]["speedup"] == pytest.approx(1.0)
     assert bench["machine"]["threads"] >= 1 and "torch" in bench["machine"]["libraries"]
 

@@ -98,6 +98,7 @@ def measure(name: str, model_dir, spec: BenchmarkSpec, texts, labels, threads: i
         "n_test": len(labels),
         "size_mb": size_mb(model_dir),
         "latency_ms": latency,
+        "runtime": clf.runtime,
     }
     log.info("  %-12s acc %.4f  size %7.2f MB  latency %.2f ms", name, row["accuracy"], row["size_mb"], latency["mean"])
     return row
