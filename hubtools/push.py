@@ -123,8 +123,10 @@ def _metric_key(result) -> tuple:
 
 
 def published_card(api: HfApi, repo_id: str) -> ModelCard | None:
+    """The card the Hub serves now, or None. ``force_download``: on a failed HEAD call
+    ``hf_hub_download`` would return a stale cached copy (e.g. of a since-deleted repo)."""
     try:
-        path = hf_hub_download(repo_id, "README.md", endpoint=api.endpoint, token=api.token)
+        path = hf_hub_download(repo_id, "README.md", endpoint=api.endpoint, token=api.token, force_download=True)
     except (RepositoryNotFoundError, EntryNotFoundError, RevisionNotFoundError):
         return None
     return ModelCard.load(path)
