@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import requests
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import HfHubHTTPError
 
 from recipes.modelio import QUANTIZED_STATE_FILE
 from recipes.onnxio import REPO_ONNX_DIR, assemble_repo_folder
@@ -123,12 +123,11 @@ def _metric_key(result) -> tuple:
 
 
 def published_card(api: HfApi, repo_id: str) -> ModelCard | None:
-    """The card the Hub serves now, or None. ``force_download``: on a failed HEAD call
+    """The card the Hub serves now, or None. Asked fresh: on a failed HEAD call
     ``hf_hub_download`` would return a stale cached copy (e.g. of a since-deleted repo)."""
-    try:
-        path = hf_hub_download(repo_id, "README.md", endpoint=api.endpoint, token=api.token, force_download=True)
-    except (RepositoryNotFoundError, EntryNotFoundError, RevisionNotFoundError):
+    if not api.file_exists(repo_id, "README.md"):
         return None
+    path = hf_hub_download(repo_id, "README.md", endpoint=api.endpoint, token=api.token, force_download=True)
     return ModelCard.load(path)
 
 
