@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,11 +68,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Local Hub serving {hub.data_dir} at {hub.url}\n"
           f"  export HF_ENDPOINT={hub.url}\n  export HF_TOKEN=<{token_hint}>   # for writes\n"
           "Ctrl-C stops it.", file=sys.stderr, flush=True)
+    # Set explicitly: a shell without job control starts background commands with SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt. SIGTERM stops it the same way.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop_serving)
     try:
         hub.serve_forever()
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _stop_serving(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
