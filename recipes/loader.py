@@ -143,7 +143,14 @@ def apply_override(raw: dict, item: str, path: Path) -> None:
             where = "the recipe" if depth == 0 else f"'{'.'.join(parts[:depth])}'"
             if depth == 0:
                 allowed += [f"{name}.<field>" for name in stages]
-            raise _no_field(item, where, part, allowed)
+            error = _no_field(item, where, part, allowed)
+            upstream = sorted({m["recipe"] for m in (raw.get("models") or {}).values() if isinstance(m, dict) and "recipe" in m})
+            if depth == 0 and upstream:
+                error = RecipeValidationError(
+                    f"{error.message} Overrides apply to this recipe only; to change a stage of "
+                    f"{', '.join(upstream)}, run that recipe with --set first."
+                )
+            raise error
         if last:
             target[part] = value
             return

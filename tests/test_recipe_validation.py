@@ -150,3 +150,10 @@ def test_override_naming_no_field_is_an_error(tmp_path, item, expected):
 def test_override_value_is_validated(tmp_path):
     message = load_error(write(tmp_path, VALID), overrides=["distill.alpha=2"])
     assert "stages -> distill -> alpha" in message and "less than or equal to 1" in message
+
+
+def test_override_of_an_upstream_recipe_stage_says_where_it_lives():
+    with pytest.raises(RecipeValidationError) as err:
+        load_recipe("kd-quant", overrides=["distill.alpha=0.3"])
+    assert "has no field 'distill'" in err.value.message
+    assert "to change a stage of kd, teacher, run that recipe with --set first" in err.value.message
