@@ -6,6 +6,7 @@ and a ``run(spec, ctx)`` decorated with ``@register("<type>", Spec)``, then impo
 
 from . import benchmark, distill, finetune, quantize_dynamic  # noqa: F401  (registration)
 from . import onnx_export, ort_optimize, ort_quantize  # noqa: F401  (registration)
+from . import search  # noqa: F401  (registration)
 from .base import STAGE_TYPES, StageContext, StageSpec, register
 
 __all__ = ["STAGE_TYPES", "StageContext", "StageSpec", "register"]

@@ -54,6 +54,9 @@ class StageContext:
     threads: int
     data: Any  # recipes.data.RecipeData (lazy)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("recipes"))
+    #: Scratch for one stage run, never saved: what a stage computes once and reuses across
+    #: the calls it makes itself (``search-distill`` trials share the teacher's logits).
+    memo: dict = field(default_factory=dict)
 
 
 StageFn = Callable[[Any, StageContext], dict]

@@ -65,8 +65,11 @@ def run(spec: DistillSpec, ctx: StageContext) -> dict:
         )
     teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     teacher_train = data.tokenized("train", teacher_tokenizer, spec.max_length)
-    ctx.log.info("Caching teacher logits for %d training examples", len(teacher_train))
-    logits = teacher_logits(teacher, teacher_train, DataCollatorWithPadding(teacher_tokenizer))
+    memo_key = ("teacher_logits", str(teacher_dir), spec.max_length)
+    logits = ctx.memo.get(memo_key)
+    if logits is None:
+        ctx.log.info("Caching teacher logits for %d training examples", len(teacher_train))
+        logits = ctx.memo[memo_key] = teacher_logits(teacher, teacher_train, DataCollatorWithPadding(teacher_tokenizer))
 
     if spec.keep_layers is not None:
         student, tokenizer, train = student_from_teacher(teacher, spec.keep_layers), teacher_tokenizer, teacher_train
