@@ -35,6 +35,7 @@ PUBLISHED, BASELINE = "published", "baseline"
 STAGE_PHRASES = {
     "finetune": "fine-tuned on the dataset's intents",
     "distill": "distilled from `{input}` (knowledge distillation, layers cut from it)",
+    "search-distill": "distilled from `{input}`, the best of an Optuna search over the distillation settings",
     "quantize-dynamic": "PyTorch dynamic int8 quantization of every Linear layer",
     "export-onnx": "exported to ONNX",
     "ort-optimize": "graph-optimized offline with ONNX Runtime",
@@ -150,8 +151,9 @@ def settings_table(hops: list[Hop], benchmark_spec: dict) -> str:
     stages.append((benchmark_spec["name"], None, "benchmark", benchmark_spec))
     for name, recipe, stage_type, spec in stages:
         where = f"{name} ({stage_type}" + (f", recipe {recipe})" if recipe else ")")
+        searched = set(spec.get("space") or {})  # their spec value is a default no trial used
         for key, value in spec.items():
-            if key not in NOT_SETTINGS and value is not None:
+            if key not in NOT_SETTINGS and key not in searched and value is not None:
                 rows.append([where, key, value])
     return markdown_table(["Stage", "Setting", "Value"], rows)
 

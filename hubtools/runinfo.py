@@ -27,17 +27,17 @@ from hubtools.errors import RunFolderError
 LAYOUT_FILE = "layout.json"
 INT8_DIR = "int8"
 #: Stage types that train weights (the card calls the result a fine-tune of its base).
-TRAINING_TYPES = {"finetune", "distill", "prune", "search"}
+TRAINING_TYPES = {"finetune", "distill", "search-distill"}
 #: Stage types that only quantize weights.
 QUANTIZE_TYPES = {"quantize-dynamic", "ort-quantize"}
 #: Stage type -> card tag.
 TAGS_BY_TYPE = {
     "distill": "distillation",
+    "search-distill": "distillation",
     "quantize-dynamic": "quantization",
     "ort-quantize": "quantization",
     "export-onnx": "onnx",
     "ort-optimize": "onnx",
-    "prune": "pruning",
 }
 
 
