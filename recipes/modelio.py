@@ -153,6 +153,6 @@ def load_pytorch_dynamic_int8(model_dir: Path, threads: int) -> Classifier:
     torch.set_num_threads(threads)
     config = AutoConfig.from_pretrained(model_dir)
     model = quantize_linear_dynamic(AutoModelForSequenceClassification.from_config(config))
-    state = torch.load(Path(model_dir) / QUANTIZED_STATE_FILE, weights_only=False)
+    state = torch.load(Path(model_dir) / QUANTIZED_STATE_FILE, weights_only=True)
     model.load_state_dict(state)
     return _torch_classifier(model, AutoTokenizer.from_pretrained(model_dir), PYTORCH_DYNAMIC_INT8)

@@ -49,6 +49,16 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete what an interrupted run left: temporary stage folders and files (``.*.tmp-<pid>``)
+    and replaced stage folders not yet removed (``.*.old-<pid>``)."""
+    for stale in [*out_dir.glob(".*.tmp-*"), *out_dir.glob(".*.old-*")]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 def read_stage_record(stage_dir: Path) -> dict | None:
     """The finished stage's record, or None. An unreadable record is a warning and a miss."""
     path = stage_dir / STAGE_RECORD
@@ -86,7 +96,7 @@ class Runner:
         self.output_root = Path(output_root)
         self.force = set(force)
         self.publish = publish  # push each recipe that has a `publish:` section, once finished
-        self._done: dict[str, RecipeRun] = {}
+        self.runs: dict[str, RecipeRun] = {}  # recipe name -> its run, in the order they ran
 
     # --- planning ------------------------------------------------------------------------
 
@@ -136,14 +146,14 @@ class Runner:
     def run(self, loaded: LoadedRecipe) -> RecipeRun:
         order = self.plan(loaded)
         for item in order[:-1]:
-            if item.recipe.name not in self._done:
+            if item.recipe.name not in self.runs:
                 log.info("Recipe %r needs recipe %r: running it first (finished stages are reused)",
                          loaded.recipe.name, item.recipe.name)
         result = None
         for item in order:
-            if item.recipe.name not in self._done:
-                self._done[item.recipe.name] = self._run_one(item, forced=self.force if item is loaded else set())
-            result = self._done[item.recipe.name]
+            if item.recipe.name not in self.runs:
+                self.runs[item.recipe.name] = self._run_one(item, forced=self.force if item is loaded else set())
+            result = self.runs[item.recipe.name]
         return result
 
     def _resolve_models(self, loaded: LoadedRecipe) -> dict[str, ResolvedModel]:
@@ -172,14 +182,13 @@ class Runner:
         started = time.time()
         try:
             log.info("=== Recipe %r (%s) -> %s", recipe.name, loaded.path, out_dir)
-            for stale in out_dir.glob(".*.tmp-*"):
-                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
+            remove_stale_temporaries(out_dir)
             atomic_write_text(out_dir / RESOLVED_RECIPE_FILE, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
             available = run.models = self._resolve_models(loaded)
             data = RecipeData(recipe.dataset, recipe.seed, loaded.base_dir)
             for index, spec in enumerate(recipe.stages):
                 try:
-                    result = self._run_stage(recipe.name, spec, available, data, recipe.seed, spec.name in forced, out_dir)
+                    result = self._run_stage(spec, available, data, recipe.seed, spec.name in forced, out_dir)
                 except Exception as err:
                     skipped = recipe.stage_names[index + 1 :]
                     self._write_run_json(run, started, failed=spec.name)
@@ -204,7 +213,7 @@ class Runner:
             handler.close()
         return run
 
-    def _run_stage(self, recipe_name, spec, available, data, seed, force, out_dir) -> StageResult:
+    def _run_stage(self, spec, available, data, seed, force, out_dir) -> StageResult:
         inputs = {role: available[ref] for role, ref in spec.refs().items()}
         fingerprint = stage_fingerprint(spec, inputs, data.fingerprint if spec.uses_dataset else None, seed)
         stage_dir = out_dir / spec.name

@@ -66,11 +66,11 @@ def first_run(tiny_recipes):
 
 def test_dependencies_ran_first_and_outputs_are_complete(first_run):
     out, runner = first_run
-    assert list(runner._done) == ["teacher", "kd", "kd-quant"]
+    assert list(runner.runs) == ["teacher", "kd", "kd-quant"]
     for recipe, stages in {"teacher": ["finetune", "benchmark"], "kd": ["distill", "benchmark"],
                            "kd-quant": ["quantize", "benchmark"]}.items():
-        assert [s.name for s in runner._done[recipe].stages] == stages
-        assert all(s.status == "ran" for s in runner._done[recipe].stages)
+        assert [s.name for s in runner.runs[recipe].stages] == stages
+        assert all(s.status == "ran" for s in runner.runs[recipe].stages)
         for stage in stages:
             assert (out / recipe / stage / ".stage.json").is_file()
         assert not list((out / recipe).glob(".*.tmp-*")), "temporary folders left behind"
@@ -139,10 +139,10 @@ def test_second_run_is_fully_cached_and_publishes(first_run):
     out, _ = first_run
     runner = Runner(output_root=out, publish=True)
     runner.run(load_recipe(str(out.parent / "kd-quant.yaml")))
-    statuses = {(r, s.name): s.status for r, run in runner._done.items() for s in run.stages}
+    statuses = {(r, s.name): s.status for r, run in runner.runs.items() for s in run.stages}
     assert set(statuses.values()) == {"cached"}, statuses
     # Every recipe with a `publish:` section was pushed once finished; the card came along.
-    url = runner._done["kd-quant"].published
+    url = runner.runs["kd-quant"].published
     repo_id = url.split("/commit/")[0].rsplit("/", 2)[-2:]
     files = HfApi().list_repo_files("/".join(repo_id))
     assert {"README.md", "benchmark.json", "run.json", "config.json"} <= set(files)
@@ -172,5 +172,5 @@ def test_crash_mid_stage_resumes_and_force_reruns(first_run, monkeypatch):
     (stale / "partial").mkdir(parents=True)
     runner = Runner(output_root=out)
     runner.run(load_recipe(recipe_path))
-    assert [s.status for s in runner._done["kd-quant"].stages] == ["cached", "cached"]
+    assert [s.status for s in runner.runs["kd-quant"].stages] == ["cached", "cached"]
     assert not stale.exists()
