@@ -11,7 +11,7 @@ SET_FLAGS := $(foreach s,$(SET),--set $(s))
 export LOCALHUB_TOKEN ?= hf_localhub_dev_token
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install recipe check list test hub clean-outputs
+.PHONY: install recipe check list test lint format hub clean-outputs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ list: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# ruff check + ruff format --check over the repo (settings in pyproject.toml); `make format` fixes.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 # The local Hub in the foreground on 127.0.0.1:$(PORT), seeded first (idempotent).
 hub: $(STAMP)

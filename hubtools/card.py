@@ -1,46 +1,45 @@
 """Model cards: typed card data, Markdown tables built in Python, Jinja templates in ``cards/``.
 
-:class:`CardData` splits what the user sets (repo id, licence, base model) from what a run
-fills (``init=False`` fields, set by :meth:`CardData.fill`), like SetFit's
-``SetFitModelCardData``. :func:`render_card` renders ``cards/model_card.md.j2`` with our own
-``jinja2.Environment`` (``StrictUndefined``: a missing value is an error, not an empty string;
-``FileSystemLoader``: partials resolve) and hands the text to ``huggingface_hub.ModelCard``,
-whose parser validates the YAML metadata and turns the ``EvalResult`` into ``model-index``.
+:class:`CardData` splits what the user sets (repo id, licence, base model, the Hub the links
+point at) from what a run fills (``init=False`` fields, set by :meth:`CardData.fill`), like
+SetFit's ``SetFitModelCardData``. :func:`render_card` renders ``cards/model_card.md.j2`` with
+our own ``jinja2.Environment`` (``StrictUndefined``: a missing value is an error, not an empty
+string; ``FileSystemLoader``: partials resolve) and hands the text to
+``huggingface_hub.ModelCard``, whose parser validates the YAML metadata and turns the
+``EvalResult`` into ``model-index``.
 
 Templates only place what Python built: the benchmark table (from ``benchmark.json``, every
-number formatted by :data:`BENCHMARK_COLUMNS`), the machine and settings tables. Usage
-snippets live in ``cards/partials/usage/<format>.md.j2``, one file per repo layout.
+number formatted by :data:`BENCHMARK_COLUMNS`), the machine and settings tables. What a stage
+type adds (tag, line-of-descent phrase, usage snippet) is its
+:class:`~recipes.stages.base.Publishing` declaration; the usage snippets live in
+``cards/partials/usage/*.md.j2``, one per way of loading a model. What the card says about
+the dataset comes from ``cards/datasets.yaml`` for the datasets it knows, else generic text.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jinja2
+import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hubtools.runinfo import INT8_DIR, Hop, Layout, RowPlace, RunInfo
+from hubtools.runinfo import DatasetRef, Hop, Layout, RowPlace, RunInfo
+from recipes.runfolder import BenchmarkResult
 
 CARDS_DIR = Path(__file__).resolve().parents[1] / "cards"
 TEMPLATE = "model_card.md.j2"
+DATASETS_FILE = "datasets.yaml"
 PLOT_FILE = "accuracy_vs_latency.png"
-DATASET_NAME = "CLINC150"
-TASK_NAME = "Intent classification"
+DEFAULT_HUB_URL = "https://huggingface.co"
+GENERIC_TASK = "Text classification"
 PUBLISHED, BASELINE = "published", "baseline"
-
-#: What each stage type did, for the card's line of descent ({input} is its input's name).
-STAGE_PHRASES = {
-    "finetune": "fine-tuned on the dataset's intents",
-    "distill": "distilled from `{input}` (knowledge distillation, layers cut from it)",
-    "search-distill": "distilled from `{input}`, the best of an Optuna search over the distillation settings",
-    "quantize-dynamic": "PyTorch dynamic int8 quantization of every Linear layer",
-    "export-onnx": "exported to ONNX",
-    "ort-optimize": "graph-optimized offline with ONNX Runtime",
-    "ort-quantize": "int8-quantized with ONNX Runtime",
-}
 #: Settings that say where a stage's model comes from, not how it was made.
 NOT_SETTINGS = {"name", "type", "input"}
 
@@ -110,6 +109,20 @@ BENCHMARK_COLUMNS: list[Column] = [
     ("p99 (ms)", lambda r, p: fmt_ms(r["latency_ms"]["p99"])),
     ("Speed-up", lambda r, p: f"{r['vs_baseline']['speedup']:.2f}x"),
 ]
+#: Shown after "Δ accuracy" when the dataset has an out-of-scope label (CLINC150's own metrics).
+OOS_COLUMNS: list[Column] = [
+    ("In-scope accuracy", lambda r, p: fmt_accuracy(r["in_scope_accuracy"])),
+    ("OOS recall", lambda r, p: fmt_accuracy(r["oos_recall"])),
+    ("OOS precision", lambda r, p: fmt_accuracy(r["oos_precision"])),
+]
+
+
+def benchmark_columns(rows: list[dict]) -> list[Column]:
+    """The card table's columns for ``rows``: the out-of-scope ones only where rows have them."""
+    if not rows or not all("oos_recall" in r for r in rows):
+        return BENCHMARK_COLUMNS
+    at = next(i for i, (header, _) in enumerate(BENCHMARK_COLUMNS) if header == "Δ accuracy") + 1
+    return BENCHMARK_COLUMNS[:at] + OOS_COLUMNS + BENCHMARK_COLUMNS[at:]
 
 
 def model_cell(name: str, published: str, baseline: str) -> str:
@@ -122,14 +135,14 @@ def row_name(cell: str) -> str:
     return cell.split(" (", 1)[0]
 
 
-def benchmark_table(benchmark: dict, places: dict[str, RowPlace], published: str) -> str:
-    rows = []
-    for row in benchmark["models"]:
+def benchmark_table(benchmark: BenchmarkResult, places: dict[str, RowPlace], published: str) -> str:
+    rows, columns = [], benchmark_columns(benchmark.models)
+    for row in benchmark.models:
         place = places.get(row["name"], RowPlace(row["format"]))
-        cells = [fn(row, place) for _, fn in BENCHMARK_COLUMNS]
-        cells[0] = model_cell(row["name"], published, benchmark["baseline"])
+        cells = [fn(row, place) for _, fn in columns]
+        cells[0] = model_cell(row["name"], published, benchmark.baseline)
         rows.append(cells)
-    return markdown_table([h for h, _ in BENCHMARK_COLUMNS], rows, right=set(range(3, len(BENCHMARK_COLUMNS))))
+    return markdown_table([h for h, _ in columns], rows, right=set(range(3, len(columns))))
 
 
 def parse_benchmark_table(card_text: str) -> dict[str, dict[str, str]]:
@@ -138,8 +151,13 @@ def parse_benchmark_table(card_text: str) -> dict[str, dict[str, str]]:
 
 
 def machine_table(machine: dict) -> str:
-    rows = [["CPU", machine.get("cpu")], ["Cores", machine.get("cores")], ["Threads used", machine.get("threads")],
-            ["Platform", machine.get("platform")], ["Python", machine.get("python")]]
+    rows = [
+        ["CPU", machine.get("cpu")],
+        ["Cores", machine.get("cores")],
+        ["Threads used", machine.get("threads")],
+        ["Platform", machine.get("platform")],
+        ["Python", machine.get("python")],
+    ]
     rows += [[name, version] for name, version in (machine.get("libraries") or {}).items()]
     return markdown_table(["", "Value"], rows)
 
@@ -158,12 +176,19 @@ def settings_table(hops: list[Hop], benchmark_spec: dict) -> str:
     return markdown_table(["Stage", "Setting", "Value"], rows)
 
 
-def describe_hop(hop: Hop) -> str:
+class _KeepUnknown(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def describe_hop(hop: Hop, hub_url: str = DEFAULT_HUB_URL) -> str:
+    """One step of the card's line of descent, in the words of the stage type's declaration."""
     if hop.stage_type is None:
-        where = f"[{hop.source}](https://huggingface.co/{hop.source})" if hop.is_hub_id else f"`{hop.source or hop.name}`"
+        where = f"[{hop.source}]({hub_url}/{hop.source})" if hop.is_hub_id else f"`{hop.source or hop.name}`"
         return f"`{hop.name}`: {where}, the starting model"
-    phrase = STAGE_PHRASES.get(hop.stage_type, f"made by a `{hop.stage_type}` stage").format(**hop.spec)
-    return f"`{hop.name}` (recipe `{hop.recipe}`, stage type `{hop.stage_type}`): {phrase}"
+    phrase = hop.publishing.phrase or f"made by a `{hop.stage_type}` stage"
+    text = string.Formatter().vformat(phrase, (), _KeepUnknown(hop.spec))
+    return f"`{hop.name}` (recipe `{hop.recipe}`, stage type `{hop.stage_type}`): {text}"
 
 
 def best_trial(hops: list[Hop]) -> dict | None:
@@ -175,9 +200,87 @@ def best_trial(hops: list[Hop]) -> dict | None:
     return None
 
 
-def dataset_hub_id(dataset_id: str) -> str:
-    """The Hub id to name in metadata; a local folder counts as the dataset of its name."""
-    return Path(dataset_id).name if dataset_id.startswith((".", "/", "~")) else dataset_id
+# --- the dataset ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the card says about the dataset: known facts from ``cards/datasets.yaml``, else
+    its id and configuration only (``description``, ``caveat``, ``license``, ``citation`` None)."""
+
+    id: str  # as in the metadata: the Hub id, or a local folder's name
+    config: str | None
+    local: bool
+    name: str  # "CLINC150"; the id for a dataset the card does not know
+    task: str
+    description: str | None = None
+    caveat: str | None = None
+    license: str | None = None
+    citation: str | None = None
+    link: str | None = None  # its page on the Hub the card is served from; None for a local folder
+
+    @property
+    def known(self) -> bool:
+        return self.description is not None
+
+    @property
+    def shown(self) -> str:
+        r"""How the card's sentences name it: ``CLINC150``, or ``\`my-tickets\``` when unknown."""
+        return self.name if self.name != self.id else f"`{self.id}`"
+
+
+@functools.cache
+def known_datasets(cards_dir: Path = CARDS_DIR) -> dict[str, dict]:
+    return yaml.safe_load((Path(cards_dir) / DATASETS_FILE).read_text()) or {}
+
+
+def dataset_info(ref: DatasetRef, hub_url: str = DEFAULT_HUB_URL, cards_dir: Path = CARDS_DIR) -> DatasetInfo:
+    known = known_datasets(cards_dir).get(ref.id, {})
+    return DatasetInfo(
+        id=ref.id,
+        config=ref.config,
+        local=ref.local,
+        name=known.get("name", ref.id),
+        task=known.get("task", GENERIC_TASK),
+        description=known.get("description"),
+        caveat=known.get("caveat"),
+        license=known.get("license"),
+        citation=known.get("citation"),
+        link=None if ref.local else f"{hub_url}/datasets/{ref.id}",
+    )
+
+
+# --- usage snippets ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One usage snippet: the partial (declared by the stage types whose models it loads) and
+    the repo files it covers; the partial reads ``usage.*``."""
+
+    partial: str  # under cards/partials/, e.g. "usage/onnx.md.j2"
+    repo_dir: str  # "" for the root
+    files: list[str]  # paths in the repo
+    example: str  # the file the snippet loads: the published model's, if it is one of them
+
+    @property
+    def example_name(self) -> str:
+        return self.example.rsplit("/", 1)[-1]
+
+
+def usages(layout: Layout) -> list[Usage]:
+    """A snippet per usage partial of the models in the repo: the root's first, then oldest first."""
+    grouped: dict[str, list] = {}
+    for placed in layout.placed:
+        if placed.usage is not None:
+            grouped.setdefault(placed.usage, []).append(placed)
+    final = layout.rows[layout.final_model].files
+    out = []
+    for partial, items in grouped.items():
+        files = [f for p in items for f in p.files]
+        example = next((f for f in files if f in final), files[-1])
+        out.append(Usage(partial, items[0].repo_dir, files, example))
+    return out
 
 
 # --- the card data ------------------------------------------------------------------------------
@@ -194,6 +297,7 @@ class CardData:
     base_model_relation: str | None = None  # "finetune" | "quantized" | ...
     plot_file: str = PLOT_FILE
     extra_tags: list[str] = field(default_factory=list)
+    hub_url: str = DEFAULT_HUB_URL  # the Hub the card is served from: its links point there
 
     recipe: str = field(init=False, default="")
     recipe_sha256: str = field(init=False, default="")
@@ -203,68 +307,69 @@ class CardData:
     final_model: str = field(init=False, default="")
     baseline: str = field(init=False, default="")
     tags: list[str] = field(init=False, default_factory=list)
-    dataset: dict = field(init=False, default_factory=dict)
-    dataset_id: str = field(init=False, default="")
+    dataset: DatasetInfo | None = field(init=False, default=None)
+    measured_on: dict = field(init=False, default_factory=dict)  # benchmark.json's dataset: split_used, max_samples
     n_test: int = field(init=False, default=0)
     seed: int | None = field(init=False, default=None)  # the seed of the test rows' shuffle
     query: str = field(init=False, default="")
-    benchmark: dict = field(init=False, default_factory=dict)
+    benchmark: BenchmarkResult | None = field(init=False, default=None)
     eval_results: list[EvalResult] = field(init=False, default_factory=list)
     benchmark_table: str = field(init=False, default="")
     machine_table: str = field(init=False, default="")
     settings_table: str = field(init=False, default="")
     lineage: list[str] = field(init=False, default_factory=list)
     best_trial: dict | None = field(init=False, default=None)
-    layouts: list[str] = field(init=False, default_factory=list)  # usage partials to show
+    usages: list[Usage] = field(init=False, default_factory=list)  # usage snippets to show
     files: dict[str, str] = field(init=False, default_factory=dict)  # benchmark row -> file shown
-    int8_file: str | None = field(init=False, default=None)
-    onnx_files: list[str] = field(init=False, default_factory=list)
-    final_file: str = field(init=False, default="")
-    root_file: str = field(init=False, default="")  # the fp32 weights at the repo root
-    onnx_example: str | None = field(init=False, default=None)  # file_name the ONNX snippet loads
+
+    def __post_init__(self):
+        self.hub_url = self.hub_url.rstrip("/")
 
     @property
     def model_name(self) -> str:
         return self.repo_id.split("/")[-1]
 
-    def fill(self, info: RunInfo, layout: Layout) -> "CardData":
+    @property
+    def base_model_link(self) -> str | None:
+        return f"{self.hub_url}/{self.base_model}" if self.base_model else None
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the test rows are a seeded sample of the split, not all of it."""
+        return bool((self.measured_on.get("max_samples") or {}).get("test"))
+
+    def fill(self, info: RunInfo, layout: Layout) -> CardData:
         """Set every run field from a finished run and its repo layout."""
-        bench = info.benchmark
+        bench, record = info.benchmark, info.record
         hops = info.lineage()
-        final = next(r for r in bench["models"] if r["name"] == info.final_model)
-        self.recipe, self.recipe_sha256 = info.name, info.run["recipe_sha256"]
-        self.recipe_yaml, self.description = info.recipe_yaml.strip(), info.run["resolved"]["description"]
-        self.git_commit = info.run.get("git_commit")
-        self.final_model, self.baseline, self.benchmark = info.final_model, bench["baseline"], bench
+        final = next(r for r in bench.models if r["name"] == info.final_model)
+        self.recipe, self.recipe_sha256 = info.name, record.recipe_sha256
+        self.recipe_yaml, self.description = info.recipe_yaml.strip(), record.resolved["description"]
+        self.git_commit = record.git_commit
+        self.final_model, self.baseline, self.benchmark = info.final_model, bench.baseline, bench
         self.tags = list(dict.fromkeys(info.tags() + self.extra_tags))
-        self.dataset, self.dataset_id = bench["dataset"], dataset_hub_id(bench["dataset"]["id"])
-        self.n_test, self.query, self.seed = final["n_test"], bench["query"], info.run.get("seed")
+        self.dataset, self.measured_on = dataset_info(info.dataset, self.hub_url), bench.dataset
+        self.n_test, self.query, self.seed = final["n_test"], bench.query, record.seed
         self.eval_results = [self._eval_result(final)]
         self.benchmark_table = benchmark_table(bench, layout.rows, info.final_model)
-        self.machine_table = machine_table(bench["machine"])
+        self.machine_table = machine_table(bench.machine)
         self.settings_table = settings_table(hops, info.benchmark_spec)
-        self.lineage = [describe_hop(h) for h in reversed(hops)]
+        self.lineage = [describe_hop(h, self.hub_url) for h in reversed(hops)]
         self.best_trial = best_trial(hops)
         self.files = {name: place.shown for name, place in layout.rows.items()}
-        self.layouts = sorted({p.format for p in layout.rows.values() if p.in_repo}, key=LAYOUT_ORDER.index)
-        self.int8_file = next((p.files[0] for p in layout.rows.values() if p.subfolder == INT8_DIR and p.in_repo), None)
-        self.onnx_files = layout.onnx_files()
-        self.final_file = layout.rows[info.final_model].files[0]
-        self.root_file = ", ".join(layout.root_files)
-        onnx = self.final_file if self.final_file in self.onnx_files else (self.onnx_files or [None])[-1]
-        self.onnx_example = onnx.split("/")[-1] if onnx else None
+        self.usages = usages(layout)
         return self
 
     def _eval_result(self, row: dict) -> EvalResult:
-        limited = self.dataset.get("max_samples", {}).get("test")
+        limited = (self.measured_on.get("max_samples") or {}).get("test")
         return EvalResult(
             task_type="text-classification",
-            task_name=TASK_NAME,
-            dataset_type=self.dataset_id,
-            dataset_name=DATASET_NAME,
-            dataset_config=self.dataset.get("config"),
-            dataset_split=self.dataset.get("split_used") or self.dataset["splits"]["test"],
-            dataset_revision=self.dataset.get("revision"),
+            task_name=self.dataset.task,
+            dataset_type=self.dataset.id,
+            dataset_name=self.dataset.name,
+            dataset_config=self.dataset.config,
+            dataset_split=self.measured_on.get("split_used") or self.measured_on["splits"]["test"],
+            dataset_revision=self.measured_on.get("revision"),
             dataset_args={"max_samples": limited, "seed": self.seed} if limited else None,
             metric_type="accuracy",
             metric_name="Accuracy",
@@ -272,7 +377,9 @@ class CardData:
         )
 
     def metadata(self) -> ModelCardData:
-        extra = {"base_model_relation": self.base_model_relation} if self.base_model and self.base_model_relation else {}
+        extra = (
+            {"base_model_relation": self.base_model_relation} if self.base_model and self.base_model_relation else {}
+        )
         return ModelCardData(
             model_name=self.model_name,
             license=self.license,
@@ -280,16 +387,12 @@ class CardData:
             library_name="transformers",
             pipeline_tag="text-classification",
             tags=self.tags,
-            datasets=[self.dataset_id],
+            datasets=[self.dataset.id],
             base_model=self.base_model,
             metrics=["accuracy"],
             eval_results=self.eval_results,
             **extra,
         )
-
-
-#: Usage partials in the order the card shows them (``cards/partials/usage/<format>.md.j2``).
-LAYOUT_ORDER = ["pytorch", "pytorch-dynamic-int8", "onnx"]
 
 
 def environment(cards_dir: Path = CARDS_DIR) -> jinja2.Environment:

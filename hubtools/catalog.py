@@ -1,10 +1,20 @@
 """``python -m hubtools catalog [--namespace NS]``: one index of every published variant.
 
 Reads each model repo of the namespace that ``hubtools push`` published (its card's metadata,
-``benchmark.json`` and ``run.json``), takes the published model's row, and pushes
-``NS/catalog``: a README with a table of all variants (accuracy, latency, size, recipe, link)
-where the Pareto-optimal rows (no other variant is at least as accurate, as fast and as small,
-and better in one) are marked, plus the same rows as ``catalog.json``. One commit.
+``benchmark.json``, ``run.json`` and ``layout.json``), takes the published model's row, and
+pushes ``NS/catalog``: a README with a table of all variants (accuracy, latency, size, recipe,
+dataset, starting model, link) where the Pareto-optimal rows (no other variant is at least as
+accurate, as fast and as small, and better in one) are marked, plus the same rows as
+``catalog.json``. One commit. A repo whose records this version cannot read is skipped, with
+a warning.
+
+Python (:func:`build_catalog`, also ``hubtools.build_catalog``)::
+
+    import hubtools
+
+    catalog = hubtools.build_catalog("local")            # pushes local/catalog
+    catalog.url, [(v.repo_id, v.accuracy, v.pareto) for v in catalog.rows]
+    catalog.to_dataframe()                               # the rows, with pandas
 """
 
 from __future__ import annotations
@@ -13,16 +23,17 @@ import argparse
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
-from recipes.stages.benchmark import BENCHMARK_FILE
-
 from hubtools.card import fmt_accuracy, fmt_ms, fmt_size, markdown_table
 from hubtools.push import commit_with_retries, namespace
+from hubtools.runinfo import LAYOUT_FILE, DatasetRef
+from recipes.errors import RunFolderError
+from recipes.runfolder import BENCHMARK_FILE, RUN_FILE, BenchmarkResult, RunRecord
 
 log = logging.getLogger("hubtools.catalog")
 CATALOG_NAME = "catalog"
@@ -40,36 +51,55 @@ class Variant:
     machine: str
     license: str | None
     base_model: str | None
+    dataset: str = ""  # "clinc_oos (plus)"
+    starting_model: str = ""  # the Hub id or folder name the line started from
     pareto: bool = False
 
 
 def read_variant(api: HfApi, repo_id: str) -> Variant | None:
     """The published model of ``repo_id``, or None for a repo ``hubtools push`` did not make."""
     try:
-        files = {name: hf_hub_download(repo_id, name, endpoint=api.endpoint, token=api.token)
-                 for name in ("README.md", BENCHMARK_FILE, "run.json")}
+        files = {
+            name: Path(hf_hub_download(repo_id, name, endpoint=api.endpoint, token=api.token))
+            for name in ("README.md", BENCHMARK_FILE, RUN_FILE, LAYOUT_FILE)
+        }
     except (EntryNotFoundError, RepositoryNotFoundError):
         return None
-    card = ModelCard.load(files["README.md"])
-    bench = json.loads(Path(files[BENCHMARK_FILE]).read_text())
-    run = json.loads(Path(files["run.json"]).read_text())
-    row = next((r for r in bench["models"] if r["name"] == run["final_model"]), None)
-    if row is None:
-        log.warning("%s: the published model %r is not in its benchmark.json; skipped", repo_id, run["final_model"])
+    try:
+        run, bench = RunRecord.read(files[RUN_FILE].parent), BenchmarkResult.from_file(files[BENCHMARK_FILE])
+    except RunFolderError as err:
+        log.warning("%s: skipped, its records cannot be read by this version: %s", repo_id, err.message)
         return None
-    machine = bench.get("machine", {})
+    card = ModelCard.load(files["README.md"])
+    layout = json.loads(files[LAYOUT_FILE].read_text())
+    row = next((r for r in bench.models if r["name"] == run.final_model), None)
+    if row is None:
+        log.warning("%s: the published model %r is not in its benchmark.json; skipped", repo_id, run.final_model)
+        return None
+    machine = bench.machine
     return Variant(
-        repo_id=repo_id, recipe=run["recipe"], model=row["name"], format=row["format"], accuracy=row["accuracy"],
-        latency_ms=row["latency_ms"]["mean"], size_mb=row["size_mb"],
+        repo_id=repo_id,
+        recipe=run.recipe,
+        model=row["name"],
+        format=row["format"],
+        accuracy=row["accuracy"],
+        latency_ms=row["latency_ms"]["mean"],
+        size_mb=row["size_mb"],
         machine=f"{machine.get('cpu', '?')}, {machine.get('threads', '?')} thread(s)",
-        license=card.data.license, base_model=card.data.base_model,
+        license=card.data.license,
+        base_model=card.data.base_model,
+        dataset=DatasetRef.of(run.resolved["dataset"]).label,
+        starting_model=layout.get("starting_model") or "?",
     )
 
 
 def mark_pareto(variants: list[Variant]) -> None:
-    """Pareto-optimal: no other variant is >= accuracy, <= latency, <= size and better in one."""
+    """Pareto-optimal: no other variant of the same dataset is >= accuracy, <= latency, <= size
+    and better in one. Variants equal in all three are both optimal (neither beats the other)."""
 
     def dominates(a: Variant, b: Variant) -> bool:
+        if a.dataset != b.dataset:
+            return False
         no_worse = a.accuracy >= b.accuracy and a.latency_ms <= b.latency_ms and a.size_mb <= b.size_mb
         better = a.accuracy > b.accuracy or a.latency_ms < b.latency_ms or a.size_mb < b.size_mb
         return no_worse and better
@@ -80,30 +110,77 @@ def mark_pareto(variants: list[Variant]) -> None:
 
 def catalog_readme(ns: str, variants: list[Variant], endpoint: str) -> str:
     rows = [
-        ["**yes**" if v.pareto else "", f"[{v.repo_id}]({endpoint}/{v.repo_id})", v.recipe, v.format,
-         fmt_accuracy(v.accuracy), fmt_ms(v.latency_ms), fmt_size(v.size_mb), v.machine]
+        [
+            "**yes**" if v.pareto else "",
+            f"[{v.repo_id}]({endpoint}/{v.repo_id})",
+            v.recipe,
+            v.dataset,
+            v.starting_model,
+            v.format,
+            fmt_accuracy(v.accuracy),
+            fmt_ms(v.latency_ms),
+            fmt_size(v.size_mb),
+            v.machine,
+        ]
         for v in variants
     ]
     table = markdown_table(
-        ["Pareto", "Repo", "Recipe", "Format", "Accuracy", "Latency mean (ms)", "Size (MB)", "Measured on"], rows,
-        right={4, 5, 6},
+        [
+            "Pareto",
+            "Repo",
+            "Recipe",
+            "Dataset",
+            "Starting model",
+            "Format",
+            "Accuracy",
+            "Latency mean (ms)",
+            "Size (MB)",
+            "Measured on",
+        ],
+        rows,
+        right={6, 7, 8},
     )
     return (
         f"---\ntags:\n- catalog\n---\n\n# Catalog of {ns}\n\n"
         f"Every model published in `{ns}` by `hubtools push`, most accurate first: {len(variants)} variant(s). "
-        "**Pareto** marks the variants no other one beats on accuracy, latency and size at once.\n"
+        "**Pareto** marks the variants no other one beats on accuracy, latency and size at once "
+        "(compare variants of the same dataset: a number on one dataset says nothing of another).\n"
         "Latencies were measured on the machine shown, each in its own run: compare rows measured on the "
         "same machine, or rerun `python -m hubtools verify <repo>` here.\n\n"
         f"{table}\n\nThe rows as JSON: [`catalog.json`](catalog.json).\n"
     )
 
 
-def build_catalog(ns: str | None = None, push: bool = True) -> tuple[str, list[Variant], str | None]:
-    """Read every variant of ``ns`` (default: :func:`hubtools.push.namespace`); push the index.
+@dataclass
+class CatalogResult:
+    """What :func:`build_catalog` found and pushed."""
 
-    Returns the catalog repo id, the variants (Pareto-marked, most accurate first) and the
-    commit URL (None without ``push``).
-    """
+    repo_id: str  # <namespace>/catalog
+    rows: list[Variant]  # one per published repo: Pareto-marked, most accurate first
+    readme: str = field(repr=False)  # the catalog's README.md (pushed, or what would be)
+    url: str | None = None  # the commit's page; None when nothing was pushed
+
+    @property
+    def namespace(self) -> str:
+        return self.repo_id.split("/")[0]
+
+    def records(self) -> list[dict]:
+        """The rows as plain dicts (the content of ``catalog.json``)."""
+        return [asdict(v) for v in self.rows]
+
+    def to_dataframe(self):
+        """The rows as a pandas DataFrame indexed by repo id (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as err:
+            raise ImportError("to_dataframe() needs pandas: pip install pandas (or use .records())") from err
+        columns = [f.name for f in fields(Variant)]
+        return pd.DataFrame(self.records(), columns=columns).set_index("repo_id")
+
+
+def build_catalog(ns: str | None = None, push: bool = True) -> CatalogResult:
+    """Read every variant of ``ns`` (default: :func:`hubtools.push.namespace`) and, with ``push``,
+    push the index to ``<ns>/catalog`` in one commit."""
     api = HfApi()
     ns = ns or namespace(api)
     repo_id = f"{ns}/{CATALOG_NAME}"
@@ -111,29 +188,33 @@ def build_catalog(ns: str | None = None, push: bool = True) -> tuple[str, list[V
     variants = [v for v in (read_variant(api, i) for i in ids) if v is not None]
     mark_pareto(variants)
     variants.sort(key=lambda v: (-v.accuracy, v.latency_ms, v.size_mb))
+    result = CatalogResult(repo_id, variants, catalog_readme(ns, variants, api.endpoint))
     if not push:
-        return repo_id, variants, None
+        return result
     with tempfile.TemporaryDirectory(prefix="hubtools-catalog-") as tmp:
         readme, rows = Path(tmp) / "README.md", Path(tmp) / "catalog.json"
-        readme.write_text(catalog_readme(ns, variants, api.endpoint))
-        rows.write_text(json.dumps([asdict(v) for v in variants], indent=2) + "\n")
+        readme.write_text(result.readme)
+        rows.write_text(json.dumps(result.records(), indent=2) + "\n")
         api.create_repo(repo_id, exist_ok=True)
         operations = [CommitOperationAdd(p.name, str(p)) for p in (readme, rows)]
-        url = commit_with_retries(api, repo_id, operations, f"Catalog of {ns}: {len(variants)} variant(s)")
-    return repo_id, variants, url
+        result.url = commit_with_retries(api, repo_id, operations, f"Catalog of {ns}: {len(variants)} variant(s)")
+    return result
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    parser = groups.add_parser("catalog", help="push NS/catalog: a Pareto table of every published variant",
-                               description=__doc__.splitlines()[0])
+    parser = groups.add_parser(
+        "catalog",
+        help="push NS/catalog: a Pareto table of every published variant",
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument("--namespace", help="default: 'local' on a local Hub, else the token's user")
     parser.add_argument("--dry-run", action="store_true", help="print the table, push nothing")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    repo_id, variants, url = build_catalog(args.namespace, push=not args.dry_run)
-    print(catalog_readme(repo_id.split("/")[0], variants, HfApi().endpoint).split("\n---\n", 1)[1])
-    if url:
-        print(url)
+    result = build_catalog(args.namespace, push=not args.dry_run)
+    print(result.readme.split("\n---\n", 1)[1])
+    if result.url:
+        print(result.url)
     return 0

@@ -131,6 +131,41 @@ class RangeNotSatisfiableError(HubRequestError):
     code = "RangeNotSatisfiable"
 
 
+class RequestTimeoutError(HubRequestError):
+    """A request whose headers or body stopped arriving for longer than the read timeout."""
+
+    status = 408
+    code = "RequestTimeout"
+
+
+class PayloadTooLargeError(HubRequestError):
+    """A body larger than the endpoint reads into memory."""
+
+    status = 413
+    code = "PayloadTooLarge"
+
+
+class URITooLongError(HubRequestError):
+    """A request line over http.server's 64 KiB limit."""
+
+    status = 414
+    code = "URITooLong"
+
+
+class HeadersTooLargeError(HubRequestError):
+    """A header line over 64 KiB, or more than 100 header lines."""
+
+    status = 431
+    code = "RequestHeaderFieldsTooLarge"
+
+
+class ServerBusyError(HubRequestError):
+    """A connection over the server's ``max_connections``; the client should retry later."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+
 # --- command line ------------------------------------------------------------------------
 
 
@@ -143,16 +178,16 @@ class UsageError(HubToolsError):
 # --- publishing: push, verify, catalog (hubtools.push / verify / catalog) -----------------
 
 
-class RunFolderError(HubToolsError):
-    """A run folder that cannot be published: missing or unfinished run.json, no benchmark."""
-
-    exit_code = 2
-
-
 class PublishedMetricsDifferError(HubToolsError):
     """The repo's card already states other metrics; pushing would overwrite them (``--overwrite``)."""
 
     exit_code = 3
+
+
+class HubUnreachableError(HubToolsError):
+    """The Hub (``HF_ENDPOINT``) did not answer, or refused a download."""
+
+    exit_code = 4
 
 
 class PushFailedError(HubToolsError):

@@ -10,34 +10,58 @@ published model, in the card's ``model-index``. Every other cell of the card's t
 equal ``benchmark.json`` too. Latency is machine-dependent, so it is shown side by side and as
 a speed-up against the baseline measured in the same run; when the baseline's files are not
 in the repo, absolute numbers are shown instead. Exit status 5 on any mismatch.
+
+Python (:func:`verify_repo`, also ``hubtools.verify_repo``)::
+
+    import hubtools
+
+    report = hubtools.verify_repo("local/all-MiniLM-L6-v2-clinc_oos-plus-kd-quant")
+    report.passed, report.problems       # True, []
+    print(report.summary())              # the card's numbers beside the ones measured here
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huggingface_hub import ModelCard, snapshot_download
-from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+import requests
+from huggingface_hub import ModelCard, constants, snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
+from hubtools.card import (
+    PLOT_FILE,
+    benchmark_columns,
+    fmt_accuracy,
+    fmt_ms,
+    fmt_size,
+    markdown_table,
+    parse_benchmark_table,
+)
+from hubtools.errors import HubToolsError, HubUnreachableError, VerificationFailedError
+from hubtools.runinfo import LAYOUT_FILE, RowPlace, benchmark_entry, read_layout, resolved_stage
 from recipes.data import RecipeData
+from recipes.errors import RunFolderError
 from recipes.modelio import write_format
-from recipes.onnxio import ONNX
+from recipes.runfolder import BENCHMARK_FILE, RESOLVED_RECIPE_FILE, RUN_FILE, BenchmarkResult, RunRecord
 from recipes.schema import DatasetSpec
-from recipes.stages.benchmark import BENCHMARK_FILE, BenchmarkSpec, measure
-
-from hubtools.card import BENCHMARK_COLUMNS, fmt_accuracy, fmt_ms, fmt_size, markdown_table, parse_benchmark_table
-from hubtools.errors import HubToolsError, VerificationFailedError
-from hubtools.runinfo import LAYOUT_FILE, RowPlace, read_layout
+from recipes.stages.benchmark import BenchmarkSpec, measure
 
 log = logging.getLogger("hubtools.verify")
 #: Files of the repo root that are about the run, not the model.
-NOT_MODEL_FILES = {"README.md", "run.json", "recipe.yaml", BENCHMARK_FILE, LAYOUT_FILE, ".gitattributes"}
+NOT_MODEL_FILES = {
+    "README.md",
+    RUN_FILE,
+    RESOLVED_RECIPE_FILE,
+    BENCHMARK_FILE,
+    LAYOUT_FILE,
+    PLOT_FILE,
+    ".gitattributes",
+}
 
 
 @dataclass
@@ -51,38 +75,67 @@ class RowCheck:
 
 
 @dataclass
-class Report:
+class VerifyReport:
+    """What :func:`verify_repo` found: one :class:`RowCheck` per benchmark row, and every mismatch."""
+
     repo_id: str
     baseline: str
-    baseline_measured: bool
+    baseline_measured: bool  # False: the baseline's files are not in the repo, latencies are absolute
     rows: list[RowCheck]
     problems: list[str] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
+    def passed(self) -> bool:
+        """Every number the card states matches what the repo's files measure."""
         return not self.problems
 
     def table(self) -> str:
-        header = ["Model", "File", "Accuracy (card)", "Accuracy (here)", "Size MB (card)", "Size MB (here)",
-                  "Latency ms (card)", "Latency ms (here)", "Speed-up (card)", "Speed-up (here)"]
+        header = [
+            "Model",
+            "File",
+            "Accuracy (card)",
+            "Accuracy (here)",
+            "Size MB (card)",
+            "Size MB (here)",
+            "Latency ms (card)",
+            "Latency ms (here)",
+            "Speed-up (card)",
+            "Speed-up (here)",
+        ]
         lines = []
         for r in self.rows:
             m = r.measured
-            lines.append([
-                r.name, r.place.shown, r.card.get("Accuracy", "?"), fmt_accuracy(m["accuracy"]) if m else "-",
-                r.card.get("Size (MB)", "?"), fmt_size(m["size_mb"]) if m else "-",
-                r.card.get("Latency mean ± std (ms)", "?"),
-                f"{fmt_ms(m['latency_ms']['mean'])} ± {fmt_ms(m['latency_ms']['std'])}" if m else "-",
-                r.card.get("Speed-up", "?"), f"{r.speedup:.2f}x" if r.speedup is not None else "-",
-            ])
+            lines.append(
+                [
+                    r.name,
+                    r.place.shown,
+                    r.card.get("Accuracy", "?"),
+                    fmt_accuracy(m["accuracy"]) if m else "-",
+                    r.card.get("Size (MB)", "?"),
+                    fmt_size(m["size_mb"]) if m else "-",
+                    r.card.get("Latency mean ± std (ms)", "?"),
+                    f"{fmt_ms(m['latency_ms']['mean'])} ± {fmt_ms(m['latency_ms']['std'])}" if m else "-",
+                    r.card.get("Speed-up", "?"),
+                    f"{r.speedup:.2f}x" if r.speedup is not None else "-",
+                ]
+            )
         return markdown_table(header, lines)
 
     def summary(self) -> str:
-        note = "" if self.baseline_measured else (
-            f"\nThe baseline {self.baseline!r} is not in the repo: latencies here are absolute, not speed-ups."
+        note = (
+            ""
+            if self.baseline_measured
+            else (f"\nThe baseline {self.baseline!r} is not in the repo: latencies here are absolute, not speed-ups.")
         )
-        verdict = "OK: every number the card states matches." if self.ok else "MISMATCH:\n- " + "\n- ".join(self.problems)
+        verdict = (
+            "OK: every number the card states matches."
+            if self.passed
+            else "MISMATCH:\n- " + "\n- ".join(self.problems)
+        )
         return f"{self.table()}{note}\n{verdict}"
+
+    def _repr_markdown_(self) -> str:  # Jupyter shows the table
+        return self.summary()
 
 
 def _view(snapshot: Path, root_files: list[str], place: RowPlace, out: Path) -> Path:
@@ -98,8 +151,7 @@ def _view(snapshot: Path, root_files: list[str], place: RowPlace, out: Path) -> 
         name = Path(rel).name
         (out / name).symlink_to((snapshot / rel).resolve())
         names.append(name)
-    extra = {"file_name": names[0]} if place.format == ONNX else {}
-    write_format(out, place.format, names, **extra)
+    write_format(out, place.format, names, **place.format_extra)
     return out
 
 
@@ -110,11 +162,12 @@ def compare_card(checks: list[RowCheck], card_rows: dict[str, dict], json_rows: 
     if list(card_rows) != names:
         problems.append(f"the card's table lists {list(card_rows)}, benchmark.json {names}")
     for check in checks:
-        for header, fmt in BENCHMARK_COLUMNS[1:]:
+        for header, fmt in benchmark_columns(json_rows)[1:]:
             expected = fmt(check.json_row, check.place)
             if check.card.get(header) != expected:
-                problems.append(f"{check.name}: card says {header} {check.card.get(header)!r}, "
-                                f"benchmark.json says {expected!r}")
+                problems.append(
+                    f"{check.name}: card says {header} {check.card.get(header)!r}, benchmark.json says {expected!r}"
+                )
     return problems
 
 
@@ -132,17 +185,37 @@ def compare_measured(check: RowCheck) -> list[str]:
     return problems
 
 
-def verify(repo_id: str, revision: str | None = None, threads: int | None = None, runs: int | None = None) -> Report:
+def _records(repo_id: str, snapshot: Path) -> tuple[RunRecord, BenchmarkResult]:
+    try:
+        return RunRecord.read(snapshot), BenchmarkResult.from_file(snapshot / BENCHMARK_FILE)
+    except RunFolderError as err:
+        raise RunFolderError(f"{repo_id}: its records cannot be read by this version: {err.message}") from None
+
+
+def verify_repo(
+    repo_id: str, revision: str | None = None, threads: int | None = None, runs: int | None = None
+) -> VerifyReport:
+    """Download ``repo_id`` (at ``revision``) and re-measure every model in it on the benchmark's
+    test rows; compare with the card and ``benchmark.json``. ``threads``: default the benchmark's,
+    at most this machine's cores; ``runs``: timed latency calls per model (default the
+    benchmark's). A mismatch is in the report (``passed`` False), not raised; a repo that cannot be
+    read raises :class:`~hubtools.errors.HubToolsError` or :class:`~recipes.errors.RecipeError`."""
     try:
         snapshot = Path(snapshot_download(repo_id, revision=revision))
     except (RepositoryNotFoundError, RevisionNotFoundError) as err:
-        raise HubToolsError(f"Cannot download {repo_id!r}: {err.__class__.__name__}. Check the repo id "
-                            "(and HF_TOKEN for a private repo).") from None
-    missing = [n for n in ("README.md", BENCHMARK_FILE, "run.json", LAYOUT_FILE) if not (snapshot / n).is_file()]
+        raise HubToolsError(
+            f"Cannot download {repo_id!r}: {err.__class__.__name__}. Check the repo id "
+            "(and HF_TOKEN for a private repo)."
+        ) from None
+    except (LocalEntryNotFoundError, requests.ConnectionError, requests.Timeout) as err:
+        raise HubUnreachableError(
+            f"Cannot download {repo_id!r} from {constants.ENDPOINT} ({err.__class__.__name__}). "
+            "Is the Hub up (local: `make hub`) and HF_ENDPOINT right?"
+        ) from None
+    missing = [n for n in ("README.md", BENCHMARK_FILE, RUN_FILE, LAYOUT_FILE) if not (snapshot / n).is_file()]
     if missing:
         raise VerificationFailedError(f"{repo_id} has no {', '.join(missing)}: it was not published by hubtools push.")
-    bench = json.loads((snapshot / BENCHMARK_FILE).read_text())
-    run = json.loads((snapshot / "run.json").read_text())
+    run, bench = _records(repo_id, snapshot)
     root_files, places = read_layout((snapshot / LAYOUT_FILE).read_text())
     card = ModelCard.load(snapshot / "README.md")
     try:
@@ -150,49 +223,54 @@ def verify(repo_id: str, revision: str | None = None, threads: int | None = None
     except ValueError:
         raise VerificationFailedError(f"{repo_id}: the card has no benchmark table.") from None
 
-    spec = BenchmarkSpec.model_validate(next(s for s in run["resolved"]["stages"] if s["type"] == "benchmark"))
+    spec = BenchmarkSpec.model_validate(resolved_stage(run, benchmark_entry(run, Path(repo_id)).name))
     if runs is not None:
         spec = spec.model_copy(update={"runs": runs})
-    dataset = DatasetSpec.model_validate({k: v for k, v in bench["dataset"].items() if k in DatasetSpec.model_fields})
-    test = RecipeData(dataset, run["seed"]).split("test")
+    dataset = DatasetSpec.model_validate({k: v for k, v in bench.dataset.items() if k in DatasetSpec.model_fields})
+    test = RecipeData(dataset, run.seed).split("test")
     texts, labels = list(test["text"]), list(test["label"])
-    threads = threads or min(bench["machine"].get("threads") or 1, os.cpu_count() or 1)
+    threads = threads or min(bench.machine.get("threads") or 1, os.cpu_count() or 1)
 
-    checks = [RowCheck(r["name"], places.get(r["name"], RowPlace(r["format"])), card_rows.get(r["name"], {}), r)
-              for r in bench["models"]]
-    problems = compare_card(checks, card_rows, bench["models"])
+    checks = [
+        RowCheck(r["name"], places.get(r["name"], RowPlace(r["format"])), card_rows.get(r["name"], {}), r)
+        for r in bench.models
+    ]
+    problems = compare_card(checks, card_rows, bench.models)
     with tempfile.TemporaryDirectory(prefix="hubtools-verify-") as tmp:
         for check in checks:
             if check.place.in_repo:
                 view = _view(snapshot, root_files, check.place, Path(tmp) / check.name)
                 check.measured = measure(check.name, view, spec, texts, labels, threads, log)
                 problems += compare_measured(check)
-    base = next((c for c in checks if c.name == bench["baseline"] and c.measured), None)
+    base = next((c for c in checks if c.name == bench.baseline and c.measured), None)
     for check in checks:
         if base and check.measured:
             check.speedup = base.measured["latency_ms"]["mean"] / check.measured["latency_ms"]["mean"]
-    final = next((c for c in checks if c.name == run["final_model"]), None)
+    final = next((c for c in checks if c.name == run.final_model), None)
     published = [r.metric_value for r in (card.data.eval_results or []) if r.metric_type == "accuracy"]
     if final is None or final.measured is None:
-        problems.append(f"the published model {run['final_model']!r} has no files in the repo to measure")
+        problems.append(f"the published model {run.final_model!r} has no files in the repo to measure")
     elif published != [final.measured["accuracy"]]:
         problems.append(f"model-index states accuracy {published}, measured {final.measured['accuracy']!r}")
-    return Report(repo_id, bench["baseline"], base is not None, checks, problems)
+    return VerifyReport(repo_id, bench.baseline, base is not None, checks, problems)
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    parser = groups.add_parser("verify", help="re-measure a published repo and compare with its card",
-                               description=__doc__.splitlines()[0])
+    parser = groups.add_parser(
+        "verify", help="re-measure a published repo and compare with its card", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("repo_id")
     parser.add_argument("--revision", help="branch or commit (default: main)")
-    parser.add_argument("--threads", type=int, help="default: the benchmark's thread count, at most this machine's cores")
+    parser.add_argument(
+        "--threads", type=int, help="default: the benchmark's thread count, at most this machine's cores"
+    )
     parser.add_argument("--runs", type=int, help="timed latency calls per model (default: the benchmark's)")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    report = verify(args.repo_id, args.revision, args.threads, args.runs)
+    report = verify_repo(args.repo_id, args.revision, args.threads, args.runs)
     print(report.summary())
-    if not report.ok:
+    if not report.passed:
         raise VerificationFailedError(f"{args.repo_id}: {len(report.problems)} number(s) do not match; see above.")
     return 0

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from .errors import DatasetError
 
-
 ROLES = ("train", "eval", "test")
 
 
@@ -47,9 +46,7 @@ class RecipeData:
         for role in ROLES:
             split = getattr(self.spec.splits, role)
             if split not in ds:
-                raise DatasetError(
-                    f"dataset.splits.{role} is {split!r}, but {source!r} has splits {sorted(ds)}."
-                )
+                raise DatasetError(f"dataset.splits.{role} is {split!r}, but {source!r} has splits {sorted(ds)}.")
         for column in (self.spec.text_column, self.spec.label_column):
             if column not in ds[self.spec.splits.train].column_names:
                 raise DatasetError(
@@ -77,6 +74,20 @@ class RecipeData:
     def label2id(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.label_names)}
 
+    @cached_property
+    def oos_id(self) -> int | None:
+        """The id of ``dataset.oos_label``, or None when the recipe names none."""
+        name = self.spec.oos_label
+        if name is None:
+            return None
+        if name not in self.label2id:
+            raise DatasetError(
+                f"dataset.oos_label is {name!r}, which is not a label of column {self.spec.label_column!r}; "
+                f"labels: {', '.join(self.label_names[:10])}{' ...' if len(self.label_names) > 10 else ''}. "
+                "For a dataset without an out-of-scope class, set dataset.oos_label=null."
+            )
+        return self.label2id[name]
+
     def split(self, role: str):
         """The split for ``role`` with columns ``text`` and ``label``, cut to ``max_samples``.
 
@@ -100,7 +111,7 @@ class RecipeData:
         Content, not the dataset id: the same rows from the local Hub or a local folder give
         the same fingerprint, and a changed ``max_samples`` or split gives another.
         """
-        h = hashlib.sha256(json.dumps(self.label_names).encode())
+        h = hashlib.sha256(json.dumps([self.label_names, self.spec.oos_label]).encode())
         for role in ROLES:
             split = self.split(role)
             h.update(f"\n{role}:{len(split)}\n".encode())
@@ -109,10 +120,14 @@ class RecipeData:
 
     def tokenized(self, role: str, tokenizer, max_length: int = 128):
         """``split(role)`` tokenized without padding (the collator pads per batch)."""
-        ds = self.split(role)
-        return ds.map(
-            lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
-            batched=True,
-            remove_columns=["text"],
-            desc=f"Tokenizing {role}",
-        )
+        return tokenize(self.split(role), tokenizer, max_length, desc=f"Tokenizing {role}")
+
+
+def tokenize(rows, tokenizer, max_length: int = 128, desc: str | None = None):
+    """Rows with a ``text`` column, tokenized without padding; ``text`` is dropped."""
+    return rows.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
+        batched=True,
+        remove_columns=["text"],
+        desc=desc,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,8 +24,10 @@ def distillation_loss(
 
     KL uses ``reduction="batchmean"`` (the true KL per example; ``"mean"`` would also divide
     by the number of classes) and the ``T^2`` factor keeps its gradients on the CE scale.
+    Rows labelled -100 (teacher-labelled augmentation) count in the KL term only.
     """
-    ce = F.cross_entropy(student_logits, labels)
+    has_label = labels != -100
+    ce = F.cross_entropy(student_logits[has_label], labels[has_label]) if has_label.any() else student_logits.sum() * 0
     if alpha >= 1.0:
         return ce
     kl = F.kl_div(
@@ -36,25 +39,71 @@ def distillation_loss(
     return alpha * ce + (1.0 - alpha) * kl * temperature**2
 
 
+@dataclass(frozen=True)
+class LayerTargets:
+    """Distillation beyond logits: the frozen teacher (run on each batch, since its hidden states
+    and attention maps are too big to cache), the weights of the two extra losses, and the
+    teacher layer of each student layer."""
+
+    teacher: torch.nn.Module
+    hidden_weight: float
+    attention_weight: float
+    layer_map: list[int]
+
+    def loss(self, inputs: dict, outputs) -> torch.Tensor:
+        from .layer_losses import attention_loss, hidden_state_loss
+
+        teacher = self.teacher.to(outputs.logits.device).eval()
+        model_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in inputs}
+        with torch.no_grad():
+            target = teacher(
+                **model_inputs,
+                output_hidden_states=self.hidden_weight > 0,
+                output_attentions=self.attention_weight > 0,
+            )
+        mask, total = inputs["attention_mask"], outputs.logits.new_zeros(())
+        if self.hidden_weight > 0:
+            total = total + self.hidden_weight * hidden_state_loss(
+                outputs.hidden_states, target.hidden_states, self.layer_map, mask
+            )
+        if self.attention_weight > 0:
+            total = total + self.attention_weight * attention_loss(
+                outputs.attentions, target.attentions, self.layer_map, mask
+            )
+        return total
+
+
 class DistillationTrainer(Trainer):
     """A Trainer whose batches carry the teacher's logits, precomputed once per example.
 
     The teacher is frozen and in eval mode, so its logits for an example never change:
     computing them once (:func:`teacher_logits`) is exact and makes each epoch cost what a
-    plain student epoch costs.
+    plain student epoch costs. With ``layers`` the loss also matches hidden states and/or
+    attention maps, which costs a teacher forward pass per batch.
     """
 
-    def __init__(self, *args, alpha: float, temperature: float, **kwargs):
+    def __init__(self, *args, alpha: float, temperature: float, layers: LayerTargets | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha = alpha
         self.temperature = temperature
+        self.layers = layers
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher = inputs.pop(TEACHER_LOGITS, None)
-        outputs = model(**inputs)
         if teacher is None:  # evaluation batches carry no teacher logits: plain CE
+            outputs = model(**inputs)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
-        loss = distillation_loss(outputs.logits, teacher.to(outputs.logits.dtype), inputs["labels"], self.alpha, self.temperature)
+        layers = self.layers
+        outputs = model(
+            **inputs,
+            output_hidden_states=bool(layers and layers.hidden_weight > 0),
+            output_attentions=bool(layers and layers.attention_weight > 0),
+        )
+        loss = distillation_loss(
+            outputs.logits, teacher.to(outputs.logits.dtype), inputs["labels"], self.alpha, self.temperature
+        )
+        if layers is not None:
+            loss = loss + layers.loss(inputs, outputs)
         return (loss, outputs) if return_outputs else loss
 
 

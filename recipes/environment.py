@@ -8,8 +8,16 @@ import sys
 from importlib import metadata
 
 LIBRARIES = (
-    "torch", "transformers", "datasets", "optimum", "optimum-onnx", "onnx", "onnxruntime",
-    "accelerate", "huggingface_hub", "optuna",
+    "torch",
+    "transformers",
+    "datasets",
+    "optimum",
+    "optimum-onnx",
+    "onnx",
+    "onnxruntime",
+    "accelerate",
+    "huggingface_hub",
+    "optuna",
 )
 
 

@@ -55,6 +55,18 @@ class ParityError(RecipeError):
     exit_code = 1
 
 
+class RunFolderError(RecipeError):
+    """A run folder or record that cannot be read (missing, damaged, or of another schema version)."""
+
+    exit_code = 2
+
+
+class RunFolderBusyError(RecipeError):
+    """Another live run holds the run folder's lock."""
+
+    exit_code = 3
+
+
 class PublishError(RecipeError):
     """Every stage finished but publishing the result to the Hub failed."""
 

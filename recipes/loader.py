@@ -2,7 +2,8 @@
 
 Messages name the file, the field path, the line, and what is allowed, e.g.::
 
-    recipes/catalog/kd.yaml: unknown field 'alhpa' (did you mean 'alpha'?), in stages -> distill -> alhpa, line 14, column 5
+    recipes/catalog/kd.yaml: unknown field 'alhpa' (did you mean 'alpha'?), in stages -> distill -> alhpa,
+    line 14, column 5
       14 |     alhpa: 0.5
     Allowed fields: alpha, batch_size, epochs, ...
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import types
 import typing
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,16 +50,24 @@ def catalog() -> dict[str, Path]:
     return {p.stem: p for p in sorted(CATALOG_DIR.glob("*.yaml"))}
 
 
+def _exists(path: Path) -> bool:
+    """``Path.exists`` that answers False for a name the OS refuses (too long, a NUL byte)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def find_recipe(name_or_path: str, search_dir: Path | None = None) -> Path:
     """A recipe file by path, or by name: next to ``search_dir`` first, then in the catalog."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
-        if path.is_file():
-            return path
+        if _exists(path):
+            return path  # reading it says what else is wrong (a folder, no permission)
         raise RecipeNotFoundError(f"Recipe file {name_or_path} does not exist.")
     for folder in ([search_dir] if search_dir else []) + [CATALOG_DIR]:
         candidate = folder / f"{name_or_path}.yaml"
-        if candidate.is_file():
+        if _exists(candidate):
             return candidate
     names = sorted(catalog())
     close = difflib.get_close_matches(name_or_path, names, n=1)
@@ -69,14 +80,8 @@ def find_recipe(name_or_path: str, search_dir: Path | None = None) -> Path:
 
 def load_recipe(name_or_path: str, overrides: list[str] = (), search_dir: Path | None = None) -> LoadedRecipe:
     path = find_recipe(name_or_path, search_dir)
-    text = path.read_text()
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise RecipeValidationError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise RecipeValidationError(f"{path}: a recipe is a YAML mapping with name, dataset, stages, ...")
+    text = _read_text(path)
+    node, raw = _parse_recipe(text, path)
     for item in overrides:
         apply_override(raw, item, path)
     try:
@@ -86,18 +91,202 @@ def load_recipe(name_or_path: str, overrides: list[str] = (), search_dir: Path |
     return LoadedRecipe(recipe, path, text, list(overrides))
 
 
+# --- reading YAML --------------------------------------------------------------------------
+
+#: Far above any real recipe (a few KB, nesting depth 5, a few hundred values), far below harm.
+MAX_FILE_BYTES = 1_000_000
+MAX_DEPTH = 64
+MAX_VALUES = 10_000
+
+_YAML_TAG = "tag:yaml.org,2002:"
+#: The only YAML types a recipe holds; ``merge`` keeps ``<<: *anchor`` working.
+_PLAIN_TAGS = {_YAML_TAG + t for t in ("null", "bool", "int", "float", "str", "seq", "map", "merge")}
+_MAPPING_HINT = (
+    "a recipe is a YAML mapping with name, description, dataset, models and stages (see recipes/catalog/kd.yaml)"
+)
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that parses but that a recipe may not hold; ``problem`` is the whole message."""
+
+    def __init__(self, problem: str, mark):
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class _RecipeYAMLLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses what a recipe never needs, with the line it is on.
+
+    Refused: a key twice in one mapping (PyYAML keeps the last silently), nesting deeper than
+    ``MAX_DEPTH`` (PyYAML recurses per level), more than ``MAX_VALUES`` values once aliases are
+    expanded (an alias bomb) or an alias inside its own anchor, and any tag but the plain
+    types. Dates and ``=`` stay strings instead of becoming timestamps or failing.
+    """
+
+    yaml_constructors = {tag: fn for tag, fn in yaml.SafeLoader.yaml_constructors.items() if tag in _PLAIN_TAGS}
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag in _PLAIN_TAGS]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> values it holds, aliases expanded
+
+    def compose_node(self, parent, index):
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._sizes:
+                raise _Refused(f"the alias at line {mark.line + 1} refers to the value that contains it", mark)
+            return node
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(f"values nested deeper than {MAX_DEPTH} levels at line {mark.line + 1}", mark)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        children = node.value if isinstance(node, yaml.SequenceNode) else []
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        size = self._sizes[id(node)] = 1 + sum(self._sizes[id(child)] for child in children)
+        if size > MAX_VALUES:
+            raise _Refused(
+                f"the value at line {mark.line + 1} holds more than {MAX_VALUES} values (aliases expanded); "
+                "a recipe holds a few hundred",
+                mark,
+            )
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self._refuse_duplicate_keys(node)
+        return super().construct_mapping(node, deep=deep)
+
+    def _refuse_duplicate_keys(self, node: yaml.MappingNode) -> None:
+        """Before merges are flattened: a merged key may be overridden, a written one not."""
+        first_seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _YAML_TAG + "merge":
+                continue
+            key = self.construct_object(key_node)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader refuses it with its own message
+            if key in first_seen:
+                line, first = key_node.start_mark.line + 1, first_seen[key].line + 1
+                problem = f"duplicate key {key!r} at line {line} (first at line {first}); keep one"
+                raise _Refused(problem, key_node.start_mark)
+            first_seen[key] = key_node.start_mark
+
+    def construct_undefined(self, node):
+        tag = node.tag.replace(_YAML_TAG, "!!", 1)
+        raise _Refused(
+            f"tag {tag!r} at line {node.start_mark.line + 1} is not allowed: a recipe holds plain values "
+            "(text, numbers, true/false, null, lists and mappings)",
+            node.start_mark,
+        )
+
+
+_RecipeYAMLLoader.add_constructor(None, _RecipeYAMLLoader.construct_undefined)
+
+
+def _load_yaml(text: str):
+    """The node tree (for line numbers) and the data of one YAML document; (None, None) if empty."""
+    loader = _RecipeYAMLLoader(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
+    """What is wrong, with its line and column: one line, no PyYAML internals."""
+    if isinstance(err, _Refused):
+        return err.problem
+    if isinstance(err, yaml.reader.ReaderError):
+        line = text.count("\n", 0, err.position) + 1
+        return f"not valid YAML, line {line}: character {chr(err.character)!r} is not allowed ({err.reason})"
+    mark = err.problem_mark or err.context_mark
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = err.problem or err.context
+    if err.problem and err.context:
+        started = f" at line {err.context_mark.line + 1}" if err.context_mark else ""
+        problem += f" ({err.context}{started})"
+    return f"not valid YAML{where}: {problem}"
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; a folder, an unreadable, oversized, binary or non-UTF-8 file is an error."""
+    try:
+        if not path.is_file():
+            kind = "a directory" if path.is_dir() else "a special file (a pipe, socket or device)"
+            raise RecipeNotFoundError(f"{path}: is {kind}, not a recipe file.")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise RecipeValidationError(f"{path}: {size} bytes is too large for a recipe (at most {MAX_FILE_BYTES}).")
+        data = path.read_bytes()
+    except OSError as err:
+        raise RecipeNotFoundError(f"{path}: cannot read the file: {err.strerror or err}") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise RecipeValidationError(f"{path}: a binary file (NUL byte at offset {nul}), not a YAML recipe.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise RecipeValidationError(
+            f"{path}: not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} (line {line}) "
+            "cannot be decoded; save the file as UTF-8."
+        ) from None
+
+
+def _parse_recipe(text: str, path: Path) -> tuple[yaml.Node, dict]:
+    try:
+        node, raw = _load_yaml(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        excerpt = _excerpt(text.splitlines(), mark.line + 1) if mark else ""
+        raise RecipeValidationError(f"{path}: {_yaml_problem(err, text)}{excerpt}") from None
+    if raw is None:
+        raise RecipeValidationError(f"{path}: the file is empty; {_MAPPING_HINT}.")
+    if not isinstance(raw, dict):
+        raise RecipeValidationError(f"{path}: the top level is {_kind(raw)}; {_MAPPING_HINT}.")
+    return node, raw
+
+
+def _kind(value) -> str:
+    kinds = {list: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
 # --- overrides -----------------------------------------------------------------------------
 
 
 def _model_class(annotation) -> type[BaseModel] | None:
-    """The pydantic model inside ``annotation`` (``X``, ``X | None``), if any."""
+    """The pydantic model in ``annotation`` (``X``, ``X | None``, a union holding ``X``), if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_class(arg)
-        if found is not None:
-            return found
-    return None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _model_class(args[0])
+    if origin not in (typing.Union, types.UnionType):
+        return None
+    return next(filter(None, map(_model_class, args)), None)
+
+
+class _AnyKey(typing.NamedTuple):
+    """A dict field (``models``, ``space``): any key, each value typed ``value``."""
+
+    value: object
+
+
+def _section(annotation) -> type[BaseModel] | _AnyKey | None:
+    """What ``--set`` may descend into from a field typed ``annotation``; None for a value."""
+    if typing.get_origin(annotation) is dict:
+        return _AnyKey(typing.get_args(annotation)[1])
+    return _model_class(annotation)
 
 
 def _no_field(item: str, where: str, name: str, allowed: list[str]) -> RecipeValidationError:
@@ -109,55 +298,110 @@ def _no_field(item: str, where: str, name: str, allowed: list[str]) -> RecipeVal
     )
 
 
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _stages_by_name(raw: dict) -> dict[str, dict]:
+    stages = raw.get("stages")
+    if not isinstance(stages, list):
+        return {}
+    return {s["name"]: s for s in stages if isinstance(s, dict) and isinstance(s.get("name"), str)}
+
+
+def _upstream_recipes(raw: dict) -> list[str]:
+    models = raw.get("models")
+    if not isinstance(models, dict):
+        return []
+    return sorted({m["recipe"] for m in models.values() if isinstance(m, dict) and isinstance(m.get("recipe"), str)})
+
+
+def _override_value(item: str, text: str):
+    try:
+        return _load_yaml(text)[1]
+    except yaml.YAMLError as err:
+        raise RecipeValidationError(
+            f"--set {item}: {_yaml_problem(err, text)}. Values are YAML: 2, 0.3, [0, 2], text; "
+            "quote text that YAML would read otherwise: 'a: b'."
+        ) from None
+
+
 def apply_override(raw: dict, item: str, path: Path) -> None:
     """Apply ``a.b.c=value`` to the raw recipe; a path that names no field is an error.
 
-    The first part may be a stage name (``distill.alpha=0.3``) or a top-level field
-    (``dataset.max_samples.train=200``). Values are parsed as YAML (``2``, ``0.3``, ``[0, 2]``).
+    The first part may be a stage name (``distill.alpha=0.3``, ``search.space.alpha.low=0.1``)
+    or a top-level field (``dataset.max_samples.train=200``). Values are parsed as YAML
+    (``2``, ``0.3``, ``[0, 2]``), with the checks a recipe file gets.
     """
     if "=" not in item:
         raise RecipeValidationError(f"--set {item!r}: expected FIELD=VALUE, e.g. distill.alpha=0.3")
     key, _, value_text = item.partition("=")
     parts = key.strip().split(".")
-    value = yaml.safe_load(value_text) if value_text.strip() else None
-    stages = {s.get("name"): s for s in raw.get("stages") or [] if isinstance(s, dict)}
-    if parts[0] in stages and len(parts) == 2:
+    if "" in parts:
+        raise RecipeValidationError(
+            f"--set {item}: the field path {key.strip()!r} has an empty part; "
+            "expected names joined by single dots, e.g. distill.alpha=0.3"
+        )
+    value = _override_value(item, value_text)
+    stages = _stages_by_name(raw)
+    if parts[0] in stages and len(parts) > 1:
         stage = stages[parts[0]]
-        stage_type = STAGE_TYPES.get(stage.get("type"))
-        allowed = list(stage_type.spec.model_fields) if stage_type else []
-        if parts[1] not in allowed:
-            raise _no_field(item, f"stage {parts[0]!r} ({stage.get('type')})", parts[1], allowed)
-        stage[parts[1]] = value
-        return
-    model, target = Recipe, raw
-    for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
-        if model is None:  # inside a dict field (e.g. models.<key>): any key is allowed
-            if last:
-                target[part] = value
-            else:
-                target = target.setdefault(part, {})
-            continue
-        allowed = list(model.model_fields)
-        if part not in allowed:
-            where = "the recipe" if depth == 0 else f"'{'.'.join(parts[:depth])}'"
-            if depth == 0:
-                allowed += [f"{name}.<field>" for name in stages]
-            error = _no_field(item, where, part, allowed)
-            upstream = sorted({m["recipe"] for m in (raw.get("models") or {}).values() if isinstance(m, dict) and "recipe" in m})
-            if depth == 0 and upstream:
-                error = RecipeValidationError(
-                    f"{error.message} Overrides apply to this recipe only; to change a stage of "
-                    f"{', '.join(upstream)}, run that recipe with --set first."
-                )
-            raise error
-        if last:
+        stage_type = STAGE_TYPES.get(stage.get("type")) if isinstance(stage.get("type"), str) else None
+        if stage_type is None:
+            raise RecipeValidationError(
+                f"--set {item}: stage {parts[0]!r} has type {_short(stage.get('type'))}, which is not a stage type; "
+                f"allowed types: {', '.join(sorted(STAGE_TYPES))}."
+            )
+        _assign(item, stage, stage_type.spec, parts, 1, value, f"stage {parts[0]!r} ({stage['type']})")
+    elif parts[0] in Recipe.model_fields:
+        _assign(item, raw, Recipe, parts, 0, value, "the recipe")
+    else:
+        raise _unknown_top_level(item, parts[0], raw, stages)
+
+
+def _unknown_top_level(item: str, name: str, raw: dict, stages: dict) -> RecipeValidationError:
+    if name in stages:
+        return RecipeValidationError(f"--set {item}: a stage is set field by field: --set {name}.<field>=VALUE.")
+    error = _no_field(item, "the recipe", name, list(Recipe.model_fields) + [f"{s}.<field>" for s in stages])
+    upstream = _upstream_recipes(raw)
+    if upstream:
+        error = RecipeValidationError(
+            f"{error.message} Overrides apply to this recipe only; to change a stage of "
+            f"{', '.join(upstream)}, run that recipe with --set first."
+        )
+    return error
+
+
+def _assign(item: str, target: dict, section, parts: list[str], first: int, value, where: str) -> None:
+    """Set ``parts[first:]`` under ``target``, a mapping shaped by ``section``; ``where`` names it."""
+    for depth in range(first, len(parts)):
+        part = parts[depth]
+        if isinstance(section, _AnyKey):
+            annotation = section.value
+        elif part in section.model_fields:
+            annotation = section.model_fields[part].annotation
+        else:
+            raise _no_field(
+                item, where if depth == first else repr(".".join(parts[:depth])), part, list(section.model_fields)
+            )
+        if depth == len(parts) - 1:
             target[part] = value
             return
-        annotation = model.model_fields[part].annotation
-        model = None if typing.get_origin(annotation) is dict else _model_class(annotation)
-        if not isinstance(target.get(part), dict):
+        dotted = ".".join(parts[: depth + 1])
+        section = _section(annotation)
+        if section is None:
+            hint = " (a stage's field is set as STAGE.FIELD=VALUE)" if dotted == "stages" else ""
+            raise RecipeValidationError(
+                f"--set {item}: {dotted!r} holds a value, not fields; set it whole: --set {dotted}=VALUE{hint}."
+            )
+        if target.get(part) is None:
             target[part] = {}
+        elif not isinstance(target[part], dict):
+            raise RecipeValidationError(
+                f"--set {item}: {dotted!r} is {_short(target[part])}, not a mapping; "
+                f"set it whole: --set {dotted}=VALUE."
+            )
         target = target[part]
 
 
@@ -182,9 +426,12 @@ def _locate(node, loc: tuple):
 
 
 def _readable_loc(loc: tuple, raw: dict) -> str:
-    """``stages -> distill -> alpha``: stage indexes become stage names, union tags vanish."""
+    """``stages -> distill -> alpha``: stage indexes become stage names, union tags vanish.
+
+    A part that is not in the data is a union tag (``distill``, ``recipe-output``) unless it
+    is the last one: a missing or unknown field."""
     out, parent = [], raw
-    for part in loc:
+    for index, part in enumerate(loc):
         if isinstance(parent, list) and isinstance(part, int) and part < len(parent):
             item = parent[part]
             name = item.get("name") if isinstance(item, dict) else None
@@ -193,9 +440,8 @@ def _readable_loc(loc: tuple, raw: dict) -> str:
         elif isinstance(parent, dict) and part in parent:
             out.append(str(part))
             parent = parent[part]
-        elif isinstance(parent, dict) and part not in STAGE_TYPES:
+        elif isinstance(parent, dict) and index == len(loc) - 1:
             out.append(str(part))
-            parent = None
     return " -> ".join(out) or "the recipe"
 
 
@@ -226,7 +472,17 @@ def _message(err: dict, raw: dict) -> tuple[str, str]:
         return "stage has no 'type'", f"Allowed types: {', '.join(sorted(STAGE_TYPES))}."
     if kind == "missing":
         return "required field is missing", ""
+    if kind == "finite_number":
+        return "must be a finite number, not .inf or .nan", ""
     return msg.removeprefix("Value error, "), ""
+
+
+def _excerpt(lines: list[str], line_no: int) -> str:
+    """The recipe's line ``line_no`` (1-based) under a message, cut to a screen width."""
+    if not 1 <= line_no <= len(lines):
+        return ""
+    line = lines[line_no - 1]
+    return f"\n    {line_no:>4} | {line if len(line) <= 120 else line[:117] + '...'}"
 
 
 def format_validation_error(err: ValidationError, path: Path, raw: dict, node, text: str) -> str:
@@ -240,8 +496,7 @@ def format_validation_error(err: ValidationError, path: Path, raw: dict, node, t
         if target is not None and e["loc"]:
             line_no, col = target.start_mark.line + 1, target.start_mark.column + 1
             line_info = f", line {line_no}, column {col}"
-            if line_no <= len(lines):
-                excerpt = f"\n    {line_no:>4} | {lines[line_no - 1]}"
+            excerpt = _excerpt(lines, line_no)
         out.append(f"- {problem}, in {where}{line_info}{excerpt}")
         if remedy:
             out.append(f"  {remedy}")

@@ -9,9 +9,10 @@ dynamic int8 and ONNX Runtime models, so the benchmark treats them all alike.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -67,15 +68,19 @@ class Classifier:
     make_pipeline: Callable[[], Any]
     runtime: dict = field(default_factory=dict)  # thread settings as the engine reports them
 
-    def logits(self, texts: list[str], batch_size: int = 64, max_length: int = 128, desc: str | None = None) -> np.ndarray:
+    def logits(
+        self, texts: list[str], batch_size: int = 64, max_length: int = 128, desc: str | None = None
+    ) -> np.ndarray:
         """Logits for ``texts`` in batches; ``desc`` shows a progress bar with that label."""
         import torch
         from tqdm.auto import tqdm
 
+        from .progress import bars_enabled
+
         out = []
         starts = range(0, len(texts), batch_size)
         with torch.inference_mode():
-            for start in tqdm(starts, desc=desc, disable=desc is None, unit="batch"):
+            for start in tqdm(starts, desc=desc, disable=desc is None or not bars_enabled(), unit="batch"):
                 enc = self.tokenizer(
                     texts[start : start + batch_size],
                     padding=True,
@@ -110,9 +115,8 @@ def load_classifier(model_dir: Path, threads: int) -> Classifier:
 
 
 def _torch_classifier(model, tokenizer, format: str) -> Classifier:
-    from transformers import pipeline
-
     import torch
+    from transformers import pipeline
 
     model.eval()
     return Classifier(
@@ -120,8 +124,11 @@ def _torch_classifier(model, tokenizer, format: str) -> Classifier:
         tokenizer=tokenizer,
         format=format,
         make_pipeline=lambda: pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu"),
-        runtime={"engine": "torch", "intra_op_threads": torch.get_num_threads(),
-                 "inter_op_threads": torch.get_num_interop_threads()},
+        runtime={
+            "engine": "torch",
+            "intra_op_threads": torch.get_num_threads(),
+            "inter_op_threads": torch.get_num_interop_threads(),
+        },
     )
 
 

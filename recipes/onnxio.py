@@ -8,8 +8,10 @@ An ONNX stage folder holds one ``.onnx`` file, config + tokenizer files, and a
     config.json  tokenizer.json  tokenizer_config.json  vocab.txt  special_tokens_map.json
     model_format.json   (+ ort_config.json from ort-optimize / ort-quantize)
 
-Publishing convention (what :func:`assemble_repo_folder` builds and the push tool uploads):
-the repo root keeps the PyTorch weights (safetensors) + config + tokenizer, so
+Publishing convention (the ONNX stage types declare ``repo_dir="onnx"`` in their
+:class:`~recipes.stages.base.Publishing`; ``hubtools push`` places models by it, and
+:func:`assemble_repo_folder` builds the same layout from folders given by hand): the repo
+root keeps the PyTorch weights (safetensors) + config + tokenizer, so
 ``pipeline("text-classification", model=repo_id)`` works with plain transformers; the ONNX
 variants go in ``onnx/`` under fixed names::
 
@@ -36,12 +38,12 @@ import numpy as np
 from .errors import ParityError
 from .modelio import FORMAT_FILE, PYTORCH, Classifier, load_classifier, read_format, register_loader, write_format
 
-
 ONNX = "onnx"
 EXPORTED_FILE = "model.onnx"
 OPTIMIZED_FILE = "model_optimized.onnx"
 QUANTIZED_FILE = "model_quantized.onnx"
-#: Where the ONNX variants live in a published repo (see the module docstring).
+#: Where the ONNX variants live in a published repo (see the module docstring; the ONNX
+#: stage types declare the same folder).
 REPO_ONNX_DIR = "onnx"
 #: Operator domain of ONNX Runtime's fused operators (Attention, SkipLayerNormalization, ...).
 CONTRIB_DOMAIN = "com.microsoft"
@@ -127,9 +129,7 @@ def graph_summary(path: Path) -> dict:
     import onnx
 
     model = onnx.load(str(path))
-    ops = collections.Counter(
-        f"{n.domain}:{n.op_type}" if n.domain else n.op_type for n in model.graph.node
-    )
+    ops = collections.Counter(f"{n.domain}:{n.op_type}" if n.domain else n.op_type for n in model.graph.node)
     weight_bytes = collections.Counter()
     for init in model.graph.initializer:
         dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
@@ -169,8 +169,13 @@ def parity_check(spec, ctx, reference_dir: Path, candidate_dir: Path, against: s
     reference = load_classifier(reference_dir, ctx.threads).logits(texts)
     candidate = load_classifier(candidate_dir, ctx.threads).logits(texts)
     result = {"against": against, "rows": len(texts), **compare_logits(reference, candidate)}
-    ctx.log.info("  parity vs %s on %d eval rows: max |diff| %.3g, argmax agreement %.4f",
-                 against, len(texts), result["max_abs_diff"], result["argmax_agreement"])
+    ctx.log.info(
+        "  parity vs %s on %d eval rows: max |diff| %.3g, argmax agreement %.4f",
+        against,
+        len(texts),
+        result["max_abs_diff"],
+        result["argmax_agreement"],
+    )
     problems = []
     if spec.atol is not None and result["max_abs_diff"] > spec.atol:
         problems.append(f"max |logit diff| {result['max_abs_diff']:.3g} > atol {spec.atol:g}")

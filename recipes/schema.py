@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from typing import Annotated, Union
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Discriminator, Field, PositiveInt, Tag, field_validator, model_validator
 
+from .bounds import Name, Seed, Text
 from .stages import STAGE_TYPES
-from .stages.base import STAGE_NAME_PATTERN, StrictSpec
+from .stages.base import StrictSpec
 from .stages.ort_quantize import onnx_stage_problems
 
 
 class SplitNames(StrictSpec):
     """Which dataset split plays each role."""
 
-    train: str = "train"
-    eval: str = "validation"
-    test: str = "test"
+    train: Text = "train"
+    eval: Text = "validation"
+    test: Text = "test"
 
 
 class SampleLimits(StrictSpec):
@@ -33,30 +34,44 @@ class SampleLimits(StrictSpec):
 
 
 class DatasetSpec(StrictSpec):
-    id: str = Field(description="Hub dataset id, or a local folder (relative to the recipe file).")
-    config: str | None = None
-    revision: str | None = None
-    text_column: str = "text"
-    label_column: str = "label"
+    id: Text = Field(description="Hub dataset id, or a local folder (relative to the recipe file).")
+    config: Text | None = None
+    revision: Text | None = None
+    text_column: Text = "text"
+    label_column: Text = "label"
     splits: SplitNames = SplitNames()
     max_samples: SampleLimits = SampleLimits()
+    oos_label: Text | None = Field(
+        None,
+        description="The out-of-scope label (CLINC150: oos): benchmarks then report in-scope accuracy and "
+        "oos recall/precision, and calibrate-oos can tune its decision rule.",
+    )
 
 
 class RecipeOutput(StrictSpec):
     """A model made by another recipe's stage; the runner builds that recipe first if needed."""
 
-    recipe: str
-    stage: str
+    recipe: Name
+    stage: Name
 
 
-ModelSource = Union[str, RecipeOutput]
+def _source_kind(value) -> str:
+    return "recipe-output" if isinstance(value, (dict, RecipeOutput)) else "hub-or-folder"
+
+
+#: A Hub id or local folder, or another recipe's stage; a mapping is only ever the latter, so a
+#: mistake in one gets that form's message alone.
+ModelSource = Annotated[
+    Annotated[Text, Tag("hub-or-folder")] | Annotated[RecipeOutput, Tag("recipe-output")],
+    Discriminator(_source_kind),
+]
 
 
 class PublishSpec(StrictSpec):
     """Where the result is published (used by ``hubtools push``)."""
 
-    repo_id: str | None = Field(None, description="Default: <namespace>/<base>-clinc-<recipe>.")
-    model: str | None = Field(None, description="Model to publish; default: the last model-producing stage.")
+    repo_id: Text | None = Field(None, description="Default: <namespace>/<base>-<dataset>[-<config>]-<recipe>.")
+    model: Text | None = Field(None, description="Model to publish; default: the last model-producing stage.")
     private: bool = False
 
 
@@ -69,11 +84,11 @@ StageEntry = _stage_union()
 
 
 class Recipe(StrictSpec):
-    name: str = Field(pattern=STAGE_NAME_PATTERN)
+    name: Name
     description: str
     task: str = "text-classification"
-    seed: int = 42
-    requires: list[str] = Field(default_factory=list, description="Recipes to run first (rarely needed).")
+    seed: Seed = 42
+    requires: list[Name] = Field(default_factory=list, description="Recipes to run first (rarely needed).")
     dataset: DatasetSpec
     models: dict[str, ModelSource] = Field(default_factory=dict)
     stages: list[StageEntry] = Field(min_length=1)
@@ -91,6 +106,8 @@ class Recipe(StrictSpec):
         problems = []
         known = set(self.models)
         for i, stage in enumerate(self.stages):
+            if stage.needs_oos_label and self.dataset.oos_label is None:
+                problems.append(f"stage {stage.name!r} ({stage.type}) needs dataset.oos_label, the out-of-scope label")
             if stage.name in known:
                 what = "a key of models" if stage.name in self.models else "an earlier stage"
                 problems.append(f"stages[{i}] name {stage.name!r} is already {what}")

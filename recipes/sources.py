@@ -22,7 +22,7 @@ class ResolvedModel:
     fingerprint: str
 
 
-def _looks_local(source: str, base_dir: Path) -> bool:
+def looks_local(source: str, base_dir: Path) -> bool:
     return source.startswith((".", "/", "~")) or (base_dir / source).exists()
 
 
@@ -43,7 +43,7 @@ def content_fingerprint(folder: Path) -> str:
 
 def resolve_source(field: str, source: str, base_dir: Path) -> ResolvedModel:
     """A local folder (relative to the recipe file) or a Hub model id pinned to its commit."""
-    if _looks_local(source, base_dir):
+    if looks_local(source, base_dir):
         path = (base_dir / os.path.expanduser(source)).resolve()
         if not (path / "config.json").is_file():
             raise ModelSourceError(
@@ -56,7 +56,7 @@ def resolve_source(field: str, source: str, base_dir: Path) -> ResolvedModel:
 
 def _resolve_hub(field: str, repo_id: str) -> ResolvedModel:
     from huggingface_hub import HfApi, constants, snapshot_download
-    from huggingface_hub.errors import HFValidationError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
 
     try:
         sha = HfApi().model_info(repo_id).sha

@@ -6,8 +6,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
+from .bounds import BatchSize, FiniteFloat, Fraction
+from .metrics import OBJECTIVES
 from .modelio import save_pretrained_model
 from .stages.base import StageSpec
 
@@ -15,17 +17,24 @@ from .stages.base import StageSpec
 class TrainingSpec(StageSpec):
     """Hyper-parameters common to every stage that trains with the HF Trainer."""
 
-    epochs: float = Field(3.0, gt=0)
-    learning_rate: float = Field(5e-5, gt=0)
-    batch_size: PositiveInt = 32
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    max_length: PositiveInt = 128
+    epochs: FiniteFloat = Field(3.0, gt=0, le=1000)
+    learning_rate: FiniteFloat = Field(5e-5, gt=0, le=1)
+    batch_size: BatchSize = 32
+    weight_decay: Fraction = 0.01
+    warmup_ratio: FiniteFloat = Field(0.0, ge=0, lt=1)
+    max_length: int = Field(128, ge=1, le=8192)
 
 
-def accuracy(eval_pred) -> dict[str, float]:
-    logits, labels = eval_pred
-    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+def eval_metrics(oos_id: int | None = None):
+    """``compute_metrics`` for the Trainer: accuracy, and the out-of-scope metrics when the
+    dataset has an out-of-scope label (see :func:`recipes.metrics.classification_metrics`)."""
+    from .metrics import classification_metrics
+
+    def compute(eval_pred) -> dict[str, float]:
+        logits, labels = eval_pred
+        return classification_metrics(np.argmax(logits, axis=-1), labels, oos_id)
+
+    return compute
 
 
 def training_arguments(spec: TrainingSpec, work_dir: Path, seed: int, **overrides):
@@ -33,6 +42,8 @@ def training_arguments(spec: TrainingSpec, work_dir: Path, seed: int, **override
 
     ``work_dir`` is scratch for the Trainer; :func:`fit_and_save` removes it."""
     from transformers import TrainingArguments
+
+    from .progress import bars_enabled
 
     args = dict(
         output_dir=str(work_dir),
@@ -50,15 +61,20 @@ def training_arguments(spec: TrainingSpec, work_dir: Path, seed: int, **override
         data_seed=seed,
         use_cpu=True,
         dataloader_num_workers=0,
+        disable_tqdm=not bars_enabled(),
     )
     args.update(overrides)
     return TrainingArguments(**args)
 
 
+#: Per-epoch Trainer log entries kept in a stage's history.
+HISTORY_KEYS = ("epoch", "eval_loss", *(f"eval_{m}" for m in OBJECTIVES))
+
+
 def epoch_history(trainer) -> list[dict]:
     """Per-epoch eval metrics from the Trainer's log, for the stage record and the card."""
     return [
-        {k: v for k, v in entry.items() if k in ("epoch", "eval_accuracy", "eval_loss")}
+        {k: v for k, v in entry.items() if k in HISTORY_KEYS}
         for entry in trainer.state.log_history
         if "eval_accuracy" in entry
     ]
@@ -67,8 +83,16 @@ def epoch_history(trainer) -> list[dict]:
 def fit_and_save(trainer, tokenizer, out_dir: Path) -> dict:
     """Train, save the final model into ``out_dir`` and return the per-epoch eval history."""
 
+    from .progress import make_log_progress
+
+    trainer.add_callback(make_log_progress())
     trainer.train()
     history = epoch_history(trainer)
     save_pretrained_model(trainer.model, tokenizer, out_dir)
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
-    return {"eval_accuracy": history[-1]["eval_accuracy"] if history else None, "history": history}
+    last = history[-1] if history else {}
+    return {
+        **{k: v for k, v in last.items() if k.startswith("eval_") and k != "eval_loss"},
+        "eval_accuracy": last.get("eval_accuracy"),
+        "history": history,
+    }

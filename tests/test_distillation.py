@@ -47,7 +47,9 @@ def test_alpha_one_is_plain_cross_entropy():
 def test_identical_logits_leave_only_the_ce_term():
     s = torch.randn(3, 4)
     labels = torch.tensor([1, 2, 3])
-    assert torch.allclose(distillation_loss(s, s.clone(), labels, 0.3, 2.0), 0.3 * F.cross_entropy(s, labels), atol=1e-6)
+    assert torch.allclose(
+        distillation_loss(s, s.clone(), labels, 0.3, 2.0), 0.3 * F.cross_entropy(s, labels), atol=1e-6
+    )
 
 
 def test_cached_teacher_logits_equal_on_the_fly(tmp_path):
@@ -60,11 +62,18 @@ def test_cached_teacher_logits_equal_on_the_fly(tmp_path):
 
     teacher = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    texts = ["what is my balance", "book a flight to paris tomorrow please", "hi", "set an alarm for 7 am",
-             "how do i say thank you in french", "tell me a joke"] * 3
+    texts = [
+        "what is my balance",
+        "book a flight to paris tomorrow please",
+        "hi",
+        "set an alarm for 7 am",
+        "how do i say thank you in french",
+        "tell me a joke",
+    ] * 3
     labels = [i % 5 for i in range(len(texts))]
     ds = Dataset.from_dict({"text": texts, "label": labels}).map(
-        lambda b: tokenizer(b["text"], truncation=True), batched=True, remove_columns=["text"])
+        lambda b: tokenizer(b["text"], truncation=True), batched=True, remove_columns=["text"]
+    )
     collator = DataCollatorWithPadding(tokenizer)
     cached = torch.tensor(teacher_logits(teacher, ds, collator, batch_size=4))
 
@@ -72,13 +81,22 @@ def test_cached_teacher_logits_equal_on_the_fly(tmp_path):
     idx = [2, 5, 7, 11, 16]  # a training batch in another order and padding than the cache's
     batch = collator([ds[i] for i in idx])
     with torch.no_grad():
-        live = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       token_type_ids=batch["token_type_ids"]).logits
-        s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    token_type_ids=batch["token_type_ids"]).logits
+        live = teacher(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            token_type_ids=batch["token_type_ids"],
+        ).logits
+        s = student(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            token_type_ids=batch["token_type_ids"],
+        ).logits
     assert torch.allclose(cached[idx], live, atol=1e-5)
-    assert torch.allclose(distillation_loss(s, cached[idx], batch["labels"], 0.5, 2.0),
-                          distillation_loss(s, live, batch["labels"], 0.5, 2.0), atol=1e-6)
+    assert torch.allclose(
+        distillation_loss(s, cached[idx], batch["labels"], 0.5, 2.0),
+        distillation_loss(s, live, batch["labels"], 0.5, 2.0),
+        atol=1e-6,
+    )
 
 
 def test_student_keeps_the_chosen_teacher_layers(tmp_path):
@@ -88,8 +106,9 @@ def test_student_keeps_the_chosen_teacher_layers(tmp_path):
     student = student_from_teacher(teacher, [0, 2])
     assert student.config.num_hidden_layers == 2
     for new, old in enumerate([0, 2]):
-        for (name, p_s), (_, p_t) in zip(student.bert.encoder.layer[new].named_parameters(),
-                                         teacher.bert.encoder.layer[old].named_parameters()):
+        for (name, p_s), (_, p_t) in zip(
+            student.bert.encoder.layer[new].named_parameters(), teacher.bert.encoder.layer[old].named_parameters()
+        ):
             assert torch.equal(p_s, p_t), name
     assert torch.equal(student.classifier.weight, teacher.classifier.weight)
     with pytest.raises(ValueError, match="out of range"):

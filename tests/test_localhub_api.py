@@ -35,9 +35,15 @@ def test_upload_change_delete_and_download_history(local_hub, new_repo_id, tmp_p
     weights = os.urandom(BIG)
     first = api.upload_folder(
         repo_id=repo_id,
-        folder_path=write_files(tmp_path / "v1", {
-            "config.json": b'{"v": 1}', "notes/a.txt": b"a", "notes/b.txt": b"b", "model.safetensors": weights,
-        }),
+        folder_path=write_files(
+            tmp_path / "v1",
+            {
+                "config.json": b'{"v": 1}',
+                "notes/a.txt": b"a",
+                "notes/b.txt": b"b",
+                "model.safetensors": weights,
+            },
+        ),
         commit_message="v1",
     )
     second = api.upload_folder(

@@ -106,8 +106,9 @@ def test_write_without_token(local_hub, repo):
             call()
         assert refused.value.response.status_code == 401
         assert refused.value.response.headers["X-Error-Code"] == "Unauthorized"
-    status, headers, _ = raw(local_hub, "POST", f"/api/models/{repo}/commit/main", b"{}",
-                             {"Authorization": "Bearer hf_wrong"})
+    status, headers, _ = raw(
+        local_hub, "POST", f"/api/models/{repo}/commit/main", b"{}", {"Authorization": "Bearer hf_wrong"}
+    )
     assert (status, headers["X-Error-Code"]) == (401, "Unauthorized")
 
 

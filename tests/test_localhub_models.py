@@ -36,8 +36,14 @@ def tiny_dirs(local_hub, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny")
     torch.manual_seed(0)
     config = BertConfig(
-        num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=37, vocab_size=30522,
-        num_labels=3, id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)},
+        num_hidden_layers=2,
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=37,
+        vocab_size=30522,
+        num_labels=3,
+        id2label=dict(enumerate(LABELS)),
+        label2id={name: i for i, name in enumerate(LABELS)},
     )
     pt_dir = root / "pt"
     BertForSequenceClassification(config).save_pretrained(pt_dir)

@@ -12,8 +12,9 @@ from hubtools.localhub.seed import DATASET_REPO, MODEL_REPO
 
 
 def hubtools(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hubtools", *args], capture_output=True, text=True, timeout=60,
-                          **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "hubtools", *args], capture_output=True, text=True, timeout=60, **kwargs
+    )
 
 
 def test_seed_is_idempotent(tmp_path, clinc_dir):
@@ -55,8 +56,11 @@ def test_serve_logs_requests_and_stops_on_ctrl_c(tmp_path):
     import signal
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, "-m", "hubtools", "hub", "serve", "--data", str(tmp_path), "--port", "0"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hubtools", "hub", "serve", "--data", str(tmp_path), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stderr.readline().split(" at ")[-1].strip()
         assert url.startswith("http://127.0.0.1:")

@@ -16,8 +16,12 @@ from recipes.runner import Runner
 
 from .tiny import CLINC_DIR, tiny_bert
 
-DATASET = {"id": str(CLINC_DIR), "config": "plus", "label_column": "intent",
-           "max_samples": {"train": 64, "eval": 64, "test": 64}}
+DATASET = {
+    "id": str(CLINC_DIR),
+    "config": "plus",
+    "label_column": "intent",
+    "max_samples": {"train": 64, "eval": 64, "test": 64},
+}
 LEVELS = {"opt-1": 1, "opt-2": 2, "opt-99": 99}
 QUANTIZED = {
     "q-dynamic": {"input": "export", "mode": "dynamic"},
@@ -29,8 +33,13 @@ BENCHMARKED = ["base", "export", "opt-2", "q-dynamic", "q-static-minmax"]
 
 
 def write_recipe(path, stages: list[dict], base_dir) -> str:
-    recipe = {"name": path.stem, "description": "ONNX stages on a tiny BERT.", "dataset": DATASET,
-              "models": {"base": str(base_dir)}, "stages": stages}
+    recipe = {
+        "name": path.stem,
+        "description": "ONNX stages on a tiny BERT.",
+        "dataset": DATASET,
+        "models": {"base": str(base_dir)},
+        "stages": stages,
+    }
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return str(path)
 
@@ -58,10 +67,14 @@ def run_dir(tiny_dir, tmp_path_factory):
     stages = [{"name": "export", "type": "export-onnx", "input": "base", "parity_samples": 64}]
     stages += [{"name": n, "type": "ort-optimize", "input": "export", "level": lvl} for n, lvl in LEVELS.items()]
     stages += [{"name": n, "type": "ort-quantize", **spec} for n, spec in QUANTIZED.items()]
-    stages.append({"name": "benchmark", "type": "benchmark", "models": BENCHMARKED,
-                   "warmup": 1, "runs": 3, "threads": 1})
-    Runner(output_root=root / "out").run(load_recipe(write_recipe(root / "onnx-tiny.yaml", stages, tiny_dir)))
-    return root / "out" / "onnx-tiny"
+    stages.append(
+        {"name": "benchmark", "type": "benchmark", "models": BENCHMARKED, "warmup": 1, "runs": 3, "threads": 1}
+    )
+    return (
+        Runner(output_root=root / "out")
+        .run(load_recipe(write_recipe(root / "onnx-tiny.yaml", stages, tiny_dir)))
+        .out_dir
+    )
 
 
 def metrics(run_dir, stage: str) -> dict:
@@ -81,8 +94,13 @@ def test_export_has_parity_and_dynamic_axes(run_dir):
     assert m["parity"]["argmax_agreement"] >= 0.99
     assert m["inputs"]["input_ids"] == ["batch_size", "sequence_length"]
     fmt = json.loads((run_dir / "export" / "model_format.json").read_text())
-    assert fmt == {"format": "onnx", "weights": [EXPORTED_FILE], "file_name": EXPORTED_FILE,
-                   "opset": m["opset"], "dtype": "float32"}
+    assert fmt == {
+        "format": "onnx",
+        "weights": [EXPORTED_FILE],
+        "file_name": EXPORTED_FILE,
+        "opset": m["opset"],
+        "dtype": "float32",
+    }
 
 
 @pytest.mark.parametrize("stage", [*LEVELS, *QUANTIZED])
@@ -101,7 +119,10 @@ def test_optimize_levels_record_what_they_fused(run_dir):
     for stage, level in LEVELS.items():
         m = metrics(run_dir, stage)
         assert (run_dir / stage / OPTIMIZED_FILE).is_file()
-        assert json.loads((run_dir / stage / "ort_config.json").read_text())["optimization"]["optimization_level"] == level
+        assert (
+            json.loads((run_dir / stage / "ort_config.json").read_text())["optimization"]["optimization_level"]
+            == level
+        )
         assert "Attention" in m["fused_ops"] and m["nodes"] < m["nodes_before"]
 
 
@@ -136,25 +157,33 @@ def test_benchmark_rows_for_onnx_models(run_dir):
 
 BAD_ORDERS = {
     "optimum on a fused graph": (
-        [{"name": "export", "type": "export-onnx", "input": "base"},
-         {"name": "optimize", "type": "ort-optimize", "input": "export", "level": 2, "transformers_fusions": False},
-         {"name": "quantize", "type": "ort-quantize", "input": "optimize"}],
+        [
+            {"name": "export", "type": "export-onnx", "input": "base"},
+            {"name": "optimize", "type": "ort-optimize", "input": "export", "level": 2, "transformers_fusions": False},
+            {"name": "quantize", "type": "ort-quantize", "input": "optimize"},
+        ],
         ["engine 'optimum' cannot quantize", "'optimize' makes (level 2)", "set engine: onnxruntime"],
     ),
     "static with onnxruntime": (
-        [{"name": "export", "type": "export-onnx", "input": "base"},
-         {"name": "quantize", "type": "ort-quantize", "input": "export", "mode": "static", "engine": "onnxruntime"}],
+        [
+            {"name": "export", "type": "export-onnx", "input": "base"},
+            {"name": "quantize", "type": "ort-quantize", "input": "export", "mode": "static", "engine": "onnxruntime"},
+        ],
         ["dynamically only", "engine 'optimum'"],
     ),
     "quantize twice": (
-        [{"name": "export", "type": "export-onnx", "input": "base"},
-         {"name": "q1", "type": "ort-quantize", "input": "export"},
-         {"name": "q2", "type": "ort-quantize", "input": "q1"}],
+        [
+            {"name": "export", "type": "export-onnx", "input": "base"},
+            {"name": "q1", "type": "ort-quantize", "input": "export"},
+            {"name": "q2", "type": "ort-quantize", "input": "q1"},
+        ],
         ["already int8"],
     ),
     "optimize PyTorch": (
-        [{"name": "int8", "type": "quantize-dynamic", "input": "base"},
-         {"name": "optimize", "type": "ort-optimize", "input": "int8"}],
+        [
+            {"name": "int8", "type": "quantize-dynamic", "input": "base"},
+            {"name": "optimize", "type": "ort-optimize", "input": "int8"},
+        ],
         ["takes an ONNX model", "add an export-onnx stage"],
     ),
 }
@@ -176,8 +205,9 @@ def test_repo_layout_loads_from_local_hub(local_hub, run_dir, tiny_dir, tmp_path
     from optimum.pipelines import pipeline as ort_pipeline
     from transformers import AutoTokenizer, pipeline
 
-    folder = assemble_repo_folder(tiny_dir, [run_dir / "export", run_dir / "opt-2", run_dir / "q-dynamic"],
-                                  tmp_path / "repo")
+    folder = assemble_repo_folder(
+        tiny_dir, [run_dir / "export", run_dir / "opt-2", run_dir / "q-dynamic"], tmp_path / "repo"
+    )
     repo_id = new_repo_id("onnx-layout")
     api = HfApi(endpoint=local_hub.url, token=local_hub.token)
     api.create_repo(repo_id)

@@ -32,8 +32,16 @@ def card_repo(local_hub):
 
 
 def browse(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-               f"--user-data-dir={tmp_path / 'profile'}", *args]
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=90)
 
 
@@ -65,8 +73,10 @@ def test_readme_cannot_script_the_page_and_file_names_are_escaped(local_hub):
     api = HfApi()
     repo_id = "test/pages-hostile"
     api.create_repo(repo_id, exist_ok=True)
-    readme = ("---\nlicense: mit\n---\n# Hi <script>alert(1)</script>\n\n[x](javascript:alert(2)) "
-              '<img src="p.png" onerror="alert(3)">\n\n| a |\n| --- |\n| <b>1</b> |\n')
+    readme = (
+        "---\nlicense: mit\n---\n# Hi <script>alert(1)</script>\n\n[x](javascript:alert(2)) "
+        '<img src="p.png" onerror="alert(3)">\n\n| a |\n| --- |\n| <b>1</b> |\n'
+    )
     api.upload_file(path_or_fileobj=readme.encode(), path_in_repo="README.md", repo_id=repo_id)
     api.upload_file(path_or_fileobj=b"x", path_in_repo="<i>odd&name.txt", repo_id=repo_id)
     page = requests.get(f"{local_hub.url}/{repo_id}").text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,7 +17,8 @@ from hubtools.catalog import build_catalog
 from hubtools.cli import main
 from hubtools.errors import HubRequestError, PublishedMetricsDifferError, PushFailedError
 from hubtools.push import push_run
-from hubtools.verify import verify
+from hubtools.verify import verify_repo
+from recipes.errors import RunFolderError
 
 from .publish_fixtures import QUERY, fake_runs, published_runs
 
@@ -38,8 +40,18 @@ def no_wait(monkeypatch):
 
 def test_push_is_one_commit_with_every_file(runs, api):
     files = set(api.list_repo_files(runs.kdq_repo))
-    assert {"model.safetensors", "config.json", "tokenizer.json", "int8/quantized_state_dict.pt", "README.md",
-            "recipe.yaml", "run.json", "benchmark.json", "layout.json", "accuracy_vs_latency.png"} <= files
+    assert {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "int8/quantized_state_dict.pt",
+        "README.md",
+        "recipe.yaml",
+        "run.json",
+        "benchmark.json",
+        "layout.json",
+        "accuracy_vs_latency.png",
+    } <= files
     assert not any(f.startswith("onnx/") or f == "model_format.json" for f in files)
     commits = api.list_repo_commits(runs.kdq_repo)
     sha = json.loads(open(hf_hub_download(runs.kdq_repo, "run.json")).read())["recipe_sha256"]
@@ -50,8 +62,10 @@ def test_push_is_one_commit_with_every_file(runs, api):
 
 
 def test_pipeline_loads_the_repo_in_a_fresh_process(runs):
-    code = ("from transformers import pipeline; "
-            f"print(pipeline('text-classification', model={runs.kdq_repo!r})({QUERY!r})[0]['label'])")
+    code = (
+        "from transformers import pipeline; "
+        f"print(pipeline('text-classification', model={runs.kdq_repo!r})({QUERY!r})[0]['label'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ)
     assert out.returncode == 0, out.stderr[-2000:]
     labels = json.loads((runs.out / "kdq" / "distill" / "config.json").read_text())["id2label"].values()
@@ -69,8 +83,8 @@ def test_card_loads_with_the_runs_numbers_and_lineage(runs):
 
 
 def test_verify_passes_and_says_when_the_baseline_is_absent(runs, capsys):
-    report = verify(runs.kdq_repo, runs=2)
-    assert report.ok, report.summary()
+    report = verify_repo(runs.kdq_repo, runs=2)
+    assert report.passed, report.summary()
     assert not report.baseline_measured  # the teacher's weights are in the teacher's repo
     assert [c.name for c in report.rows if c.measured] == ["distill", "quantize"]
     assert main(["verify", runs.teacher_repo, "--runs", "2"]) == 0
@@ -82,11 +96,11 @@ def test_verify_measures_onnx_files_through_optimum(seeded_hub, new_repo_id):
     # A hand-written run: real ONNX files, made-up numbers, so the numbers cannot match.
     repo_id = new_repo_id("onnx")
     push_run(fake_runs()["kd-onnx-quant"], repo_id=repo_id)
-    report = verify(repo_id, runs=1)
+    report = verify_repo(repo_id, runs=1)
     measured = {c.name: c.measured for c in report.rows if c.measured}
     assert set(measured) == {"student", "export", "quantize"} and report.baseline_measured is False
     assert measured["quantize"]["format"] == "onnx" and measured["export"]["n_test"] == 64
-    assert not report.ok and all("accuracy" in p or "size" in p for p in report.problems), report.problems
+    assert not report.passed and all("accuracy" in p or "size" in p for p in report.problems), report.problems
 
 
 def test_tampered_card_fails_verify(runs, api, new_repo_id, capsys):
@@ -99,8 +113,8 @@ def test_tampered_card_fails_verify(runs, api, new_repo_id, capsys):
     forged = line.replace(f"| {accuracy} |", "| 0.9999 |")
     assert forged != line
     api.upload_file(path_or_fileobj=text.replace(line, forged).encode(), path_in_repo="README.md", repo_id=repo_id)
-    report = verify(repo_id, runs=2)
-    assert not report.ok and any("0.9999" in p for p in report.problems), report.problems
+    report = verify_repo(repo_id, runs=2)
+    assert not report.passed and any("0.9999" in p for p in report.problems), report.problems
     assert main(["verify", repo_id, "--runs", "2"]) == 5
     assert "MISMATCH" in capsys.readouterr().out
 
@@ -164,13 +178,65 @@ def test_push_that_keeps_failing_leaves_the_repo_as_it_was(runs, api, local_hub,
     assert api.list_repo_files(repo_id) == [".gitattributes"]
 
 
-def test_catalog_marks_the_pareto_front(runs, api):
-    repo_id, variants, url = build_catalog("local")
-    assert repo_id == "local/catalog" and url
+def test_catalog_lists_the_namespace_with_dataset_and_starting_model(runs, api):
+    # Which variants are Pareto-optimal is checked on chosen numbers in test_catalog.py.
+    result = build_catalog("local")
+    repo_id, variants = result.repo_id, result.rows
+    assert repo_id == "local/catalog" and result.url and result.url.startswith(f"{api.endpoint}/{repo_id}/commit/")
     assert {runs.teacher_repo, runs.kdq_repo} <= {v.repo_id for v in variants}
     assert not any(v.repo_id.startswith("test/") for v in variants)  # only the namespace asked for
-    assert any(v.pareto for v in variants)
+    ours = {v.repo_id: v for v in variants if v.repo_id in (runs.teacher_repo, runs.kdq_repo)}
+    assert {(v.dataset, v.starting_model) for v in ours.values()} == {("clinc_oos (plus)", "org/tiny-bert-publish")}
     readme = open(hf_hub_download(repo_id, "README.md")).read()
     for v in variants:
         assert f"[{v.repo_id}]" in readme
-    assert "| Pareto | Repo | Recipe |" in readme
+    assert "| Pareto | Repo | Recipe | Dataset | Starting model |" in readme
+
+
+def test_card_links_resolve_on_the_hub_that_serves_it(runs, local_hub):
+    text = ModelCard.load(runs.teacher_repo).text
+    assert f"[org/tiny-bert-publish]({local_hub.url}/org/tiny-bert-publish)" in text
+    assert f"({local_hub.url}/datasets/clinc_oos)" in text and "huggingface.co" not in text
+    assert runs.teacher_repo == "local/tiny-bert-publish-clinc_oos-plus-teacher"  # the default id names the data
+
+
+def test_verify_against_a_hub_without_the_dataset_is_one_message(seeded_hub, new_repo_id, tmp_path):
+    from .publish_fixtures import DATASET, KD_QUANT_ROWS, KD_QUANT_STAGES, STUDENT_REF, TEACHER_REF, write_fake_run
+
+    kd_quant = fake_runs()["kd-quant"]
+    scope = tmp_path / "no-such-data_teacher_00000000"
+    shutil.copytree(kd_quant / "quantize", scope / "kd-quant" / "quantize")
+    run_dir = write_fake_run(
+        scope,
+        "kd-quant",
+        {"teacher": TEACHER_REF, "student": STUDENT_REF},
+        KD_QUANT_STAGES,
+        "quantize",
+        KD_QUANT_ROWS,
+        dataset={**DATASET, "id": "acme/no-such-dataset"},
+        paths={"student": kd_quant.parent / "kd" / "distill"},
+    )
+    repo_id = new_repo_id("no-dataset")
+    push_run(run_dir, repo_id=repo_id)
+    out = subprocess.run(
+        [sys.executable, "-m", "hubtools", "verify", repo_id, "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ,
+    )
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and out.stderr.startswith("error: Cannot load dataset 'acme/no-such-dataset'")
+
+
+def test_verify_refuses_records_of_another_schema_version(seeded_hub, api, new_repo_id, capsys):
+    repo_id = new_repo_id("schema")
+    push_run(fake_runs()["kd-quant"], repo_id=repo_id)
+    record = json.loads(open(hf_hub_download(repo_id, "run.json")).read())
+    api.upload_file(
+        path_or_fileobj=json.dumps({**record, "schema_version": 99}).encode(), path_in_repo="run.json", repo_id=repo_id
+    )
+    with pytest.raises(RunFolderError, match=f"{repo_id}: .*schema version 99"):
+        verify_repo(repo_id, runs=1)
+    assert main(["verify", repo_id, "--runs", "1"]) == 2
+    assert "schema version 99" in capsys.readouterr().err

@@ -31,15 +31,25 @@ def recipe(dataset_id: str) -> dict:
         "name": "search-demo",
         "description": "three trials of a 1-layer student cut from a 2-layer tiny BERT",
         "dataset": {
-            "id": dataset_id, "config": "plus", "label_column": "intent",
+            "id": dataset_id,
+            "config": "plus",
+            "label_column": "intent",
             # Eval on the training rows: a tiny model can fit 150 rows of 151 intents, not generalise.
             "splits": {"train": "train", "eval": "train", "test": "test"},
             "max_samples": {"train": ROWS, "eval": ROWS, "test": 50},
         },
         "models": {"teacher": "./teacher"},
         "stages": [
-            {"name": "search", "type": "search-distill", "input": "teacher", "keep_layers": [1],
-             "epochs": 2, "batch_size": 16, "n_trials": 3, "space": copy.deepcopy(SPACE)},
+            {
+                "name": "search",
+                "type": "search-distill",
+                "input": "teacher",
+                "keep_layers": [1],
+                "epochs": 2,
+                "batch_size": 16,
+                "n_trials": 3,
+                "space": copy.deepcopy(SPACE),
+            },
         ],
     }
 
@@ -60,8 +70,8 @@ def searched(clinc_dir, tmp_path_factory):
     real = distillation.teacher_logits
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(distillation, "teacher_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
-        Runner(output_root=root / "out").run(load_recipe(path))
-    stage_dir = root / "out" / "search-demo" / "search"
+        run = Runner(output_root=root / "out").run(load_recipe(path))
+    stage_dir = run.out_dir / "search"
     record = json.loads((stage_dir / ".stage.json").read_text())
     return root, path, stage_dir, record["metrics"], len(calls)
 
@@ -111,21 +121,41 @@ def test_second_run_is_cached(searched):
 
 
 BAD_SPACES = [
-    ("unknown parameter", lambda s: s["space"].update(dropout={"low": 0.0, "high": 0.5}),
-     ["'dropout' cannot be searched", "searchable (numeric distill fields): alpha, batch_size, epochs",
-      "stages -> search -> space -> dropout"]),
-    ("non-numeric field", lambda s: s["space"].update(keep_layers={"choices": [1]}),
-     ["'keep_layers' cannot be searched"]),
-    ("low not below high", lambda s: s["space"].update(temperature={"low": 5.0, "high": 1.0}),
-     ["low (5) must be less than high (1)", "stages -> search -> space -> temperature"]),
-    ("fixed and searched", lambda s: s.update(alpha=0.3),
-     ["'alpha' both fixed and searched", "stages -> search"]),
-    ("outside the field's limits", lambda s: s["space"].update(alpha={"low": 0.0, "high": 1.5}),
-     ["space -> alpha -> high: 1.5 is not a valid alpha", "less than or equal to 1"]),
-    ("log range from zero", lambda s: s["space"].update(learning_rate={"low": 0.0, "high": 0.1, "log": True}),
-     ["a log range needs low > 0"]),
-    ("range and choices", lambda s: s["space"].update(epochs={"low": 1, "choices": [1, 2]}),
-     ["give either `low` and `high`", "or `choices: [...]`"]),
+    (
+        "unknown parameter",
+        lambda s: s["space"].update(dropout={"low": 0.0, "high": 0.5}),
+        [
+            "'dropout' cannot be searched",
+            "searchable (numeric distill fields): alpha, attention_weight, batch_size",
+            "stages -> search -> space -> dropout",
+        ],
+    ),
+    (
+        "non-numeric field",
+        lambda s: s["space"].update(keep_layers={"choices": [1]}),
+        ["'keep_layers' cannot be searched"],
+    ),
+    (
+        "low not below high",
+        lambda s: s["space"].update(temperature={"low": 5.0, "high": 1.0}),
+        ["low (5) must be less than high (1)", "stages -> search -> space -> temperature"],
+    ),
+    ("fixed and searched", lambda s: s.update(alpha=0.3), ["'alpha' both fixed and searched", "stages -> search"]),
+    (
+        "outside the field's limits",
+        lambda s: s["space"].update(alpha={"low": 0.0, "high": 1.5}),
+        ["space -> alpha -> high: 1.5 is not a valid alpha", "less than or equal to 1"],
+    ),
+    (
+        "log range from zero",
+        lambda s: s["space"].update(learning_rate={"low": 0.0, "high": 0.1, "log": True}),
+        ["a log range needs low > 0"],
+    ),
+    (
+        "range and choices",
+        lambda s: s["space"].update(epochs={"low": 1, "choices": [1, 2]}),
+        ["give either `low` and `high`", "or `choices: [...]`"],
+    ),
 ]
 
 

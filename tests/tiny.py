@@ -22,8 +22,13 @@ def tiny_bert(out_dir: Path, num_labels: int = 151, layers: int = 2, seed: int =
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=128, num_labels=num_labels,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=128,
+        num_labels=num_labels,
     )
     torch.manual_seed(seed)
     BertForSequenceClassification(config).save_pretrained(out_dir)

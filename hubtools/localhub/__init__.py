@@ -9,9 +9,10 @@ when ``HF_ENDPOINT`` points at it::
     with LocalHub(".hub", port=0) as hub:           # serves in a background thread
         print(hub.url, hub.token)
 
-Modules: ``server`` (HTTP plumbing, LocalHub), ``routes`` (URL -> route), ``endpoints``
-(one method per route), ``wire`` (JSON shapes), ``storage``/``trees``/``blobs`` (repos on
-disk), ``seed``, ``pages`` (HTML), ``cli`` (``python -m hubtools hub ...``).
+Modules: ``server`` (listening socket, LocalHub), ``handler`` (one connection's requests),
+``bodies`` (request body framing), ``routes`` (URL -> route), ``endpoints`` (one method per
+route), ``fields`` (typed JSON fields), ``wire`` (JSON shapes), ``storage``/``trees``/``blobs``
+(repos on disk), ``seed``, ``pages`` (HTML), ``cli`` (``python -m hubtools hub ...``).
 """
 
 from hubtools.localhub.defaults import DEV_TOKEN

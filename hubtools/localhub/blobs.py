@@ -18,7 +18,7 @@ from typing import BinaryIO
 from hubtools.errors import BlobMismatchError
 from hubtools.localhub.fsutil import atomic_writer
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")  # use with fullmatch
 CHUNK = 1024 * 1024
 
 
@@ -38,7 +38,7 @@ class BlobStore:
         self.tmp = self.root / "tmp"
 
     def path(self, sha256: str) -> Path:
-        if not SHA256_RE.match(sha256):
+        if not SHA256_RE.fullmatch(sha256):
             raise BlobMismatchError(f"Invalid sha256 {sha256!r}: expected 64 lowercase hex digits.")
         return self.root / sha256[:2] / sha256
 

@@ -20,6 +20,8 @@ def card_metadata(text: str) -> dict[str, Any]:
         data = yaml.safe_load(match.group(2))
     except yaml.YAMLError as exc:
         raise ValueError(f"README.md metadata is not valid YAML: {exc}") from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise ValueError("README.md metadata is nested too deeply to parse.") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

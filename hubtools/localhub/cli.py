@@ -44,30 +44,41 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 
 def _data_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, default=default_data_dir(),
-                        help="data dir holding the repos (default: $LOCALHUB_DATA or .hub/ in the project root)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=default_data_dir(),
+        help="data dir holding the repos (default: $LOCALHUB_DATA or .hub/ in the project root)",
+    )
 
 
 def _dataset_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset-dir", type=Path, default=None,
-                        help="clinc_oos in the Hub's parquet layout (default: ../shared/datasets/clinc_oos)")
+    parser.add_argument(
+        "--dataset-dir",
+        type=Path,
+        default=None,
+        help="clinc_oos in the Hub's parquet layout (default: ../shared/datasets/clinc_oos)",
+    )
 
 
 def _server_options(parser: argparse.ArgumentParser, port: int) -> None:
     _data_option(parser)
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=port, help=f"port, 0 for any free one (default {port})")
-    parser.add_argument("--token", default=None,
-                        help=f"token writes need (default: $LOCALHUB_TOKEN or {DEV_TOKEN})")
+    parser.add_argument("--token", default=None, help=f"token writes need (default: $LOCALHUB_TOKEN or {DEV_TOKEN})")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("hubtools.localhub").setLevel(logging.INFO)
     hub = LocalHub(args.data, args.host, args.port, args.token)
     token_hint = DEV_TOKEN if hub.token == DEV_TOKEN else "the --token / $LOCALHUB_TOKEN value"
-    print(f"Local Hub serving {hub.data_dir} at {hub.url}\n"
-          f"  export HF_ENDPOINT={hub.url}\n  export HF_TOKEN=<{token_hint}>   # for writes\n"
-          "Ctrl-C stops it.", file=sys.stderr, flush=True)
+    print(
+        f"Local Hub serving {hub.data_dir} at {hub.url}\n"
+        f"  export HF_ENDPOINT={hub.url}\n  export HF_TOKEN=<{token_hint}>   # for writes\n"
+        "Ctrl-C stops it.",
+        file=sys.stderr,
+        flush=True,
+    )
     # Set explicitly: a shell without job control starts background commands with SIGINT
     # ignored, and Python then never raises KeyboardInterrupt. SIGTERM stops it the same way.
     for signum in (signal.SIGINT, signal.SIGTERM):

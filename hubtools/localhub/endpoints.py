@@ -12,10 +12,10 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import mimetypes
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hubtools.errors import (
     EntryNotFoundError,
@@ -24,10 +24,10 @@ from hubtools.errors import (
     RepoExistsError,
     UnauthorizedError,
 )
-from hubtools.localhub import naming, pages, wire
+from hubtools.localhub import fields, naming, pages, wire
 from hubtools.localhub.blobs import SHA256_RE
 from hubtools.localhub.cardmeta import card_metadata
-from hubtools.localhub.messages import TRUE_VALUES, Reply, Request, json_objects
+from hubtools.localhub.messages import TRUE_VALUES, Reply, Request
 from hubtools.localhub.ranges import parse_range
 from hubtools.localhub.storage import (
     AddFile,
@@ -81,8 +81,12 @@ class Api:
         self._lfs_secret = os.urandom(32)  # signs LFS upload URLs for this server's lifetime
 
     def handle(self, req: Request) -> Reply:
-        if req.method not in METHODS[req.route.name]:
-            raise MethodNotAllowedError(f"{req.method} is not allowed on this URL.")
+        allowed = METHODS[req.route.name]
+        if req.method not in allowed:
+            raise MethodNotAllowedError(
+                f"{req.method[:20]} is not allowed on this URL; use {' or '.join(sorted(allowed))}.",
+                {"Allow": ", ".join(sorted(allowed))},
+            )
         handler: Callable[[Request], Reply] = getattr(self, req.route.name)
         return handler(req)
 
@@ -111,10 +115,10 @@ class Api:
     def create_repo(self, req: Request) -> Reply:
         _require_token(req)
         body = req.json()
-        repo_type = naming.check_repo_type(body.get("type"))
-        repo_id = naming.check_repo_id("/".join(p for p in (body.get("organization"), body.get("name")) if p))
+        repo_type, repo_id = _repo_named(body, "create-repo")
+        private = fields.get(body, "private", bool, "create-repo", False)
         try:
-            repo = self.storage.create_repo(repo_type, repo_id, private=bool(body.get("private")))
+            repo = self.storage.create_repo(repo_type, repo_id, private=private)
         except RepoExistsError as exc:
             existing = self.storage.get_repo(repo_type, repo_id)
             url = wire.repo_url(req.base_url, existing)
@@ -123,18 +127,17 @@ class Api:
 
     def delete_repo(self, req: Request) -> Reply:
         _require_token(req)
-        body = req.json()
-        repo_type = naming.check_repo_type(body.get("type"))
-        repo_id = naming.check_repo_id("/".join(p for p in (body.get("organization"), body.get("name")) if p))
-        self.storage.delete_repo(repo_type, repo_id)
+        self.storage.delete_repo(*_repo_named(req.json(), "delete-repo"))
         return Reply.json({})
 
     def validate_yaml(self, req: Request) -> Reply:
-        content = req.json().get("content", "")
+        content = fields.get(req.json(), "content", str, "validate-yaml", "")
         try:
-            card_metadata(content if isinstance(content, str) else "")
+            card_metadata(content)
         except ValueError as exc:
-            return Reply.json({"errors": [{"message": str(exc)}], "warnings": []}, 400)
+            # The Hub's shape ("errors"), plus the "error" and X-Error-Code every other refusal has.
+            body = {"error": str(exc), "errors": [{"message": str(exc)}], "warnings": []}
+            return Reply.json(body, 400, {"X-Error-Code": HubRequestError.code})
         return Reply.json({"errors": [], "warnings": []})
 
     def list_repos(self, req: Request) -> Reply:
@@ -161,12 +164,17 @@ class Api:
     def paths_info(self, req: Request) -> Reply:
         repo = self._read(req)
         commit = self._commit_at(req, repo)
-        body = req.form_or_json()
-        requested = body.get("paths") or []
-        requested = [requested] if isinstance(requested, str) else requested
-        expand = body.get("expand")
-        expand = expand[-1] in TRUE_VALUES if isinstance(expand, list) else bool(expand)
-        paths = [naming.check_folder(str(p)) for p in requested]
+        if req.is_json:
+            body = req.json()
+            requested = body.get("paths", [])
+            requested = fields.list_of(
+                [requested] if isinstance(requested, str) else requested, str, "paths-info: 'paths'"
+            )
+            expand = fields.get(body, "expand", bool, "paths-info", False)
+        else:  # huggingface_hub sends a form: paths=a&paths=b&expand=True
+            form = req.form()
+            requested, expand = form.get("paths", []), form.get("expand", [""])[-1] in TRUE_VALUES
+        paths = [naming.check_folder(p) for p in requested]
         found = [p for p in paths if p and (p in commit.tree or is_folder(commit.tree, p))]
         return Reply.json(self._paths_json(repo, commit, found, expand))
 
@@ -223,11 +231,13 @@ class Api:
         repo = self._write(req)
         head = self._commit_at(req, repo)
         files = []
-        for item in json_objects(req.json().get("files", []), "'files'"):
-            path = naming.check_path(str(item.get("path", "")))
-            sample, size = _b64decode(item.get("sample"), path), item.get("size")
+        for item in fields.list_of(req.json().get("files", []), dict, "preupload: 'files'"):
+            path = naming.check_path(fields.require(item, "path", str, "preupload: a file"))
+            where = f"preupload: file {path!r}"
+            size = fields.size(item, "size", where, 0)
+            sample = _b64decode(fields.get(item, "sample", str, where, ""), path)
             existing = head.tree.get(path)
-            lfs = bool(existing and existing.lfs) or needs_lfs(path, size if isinstance(size, int) else 0, sample)
+            lfs = bool(existing and existing.lfs) or needs_lfs(path, size, sample)
             info = {"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False}
             if existing is not None:
                 info["oid"] = existing.sha256 if lfs else existing.sha1
@@ -239,14 +249,14 @@ class Api:
         if req.flag("create_pr"):
             raise HubRequestError("Pull requests are not supported by the local Hub; commit to a branch.")
         branch = naming.check_branch(req.route.revision)
-        header, operations = self._parse_commit(req.body.read())
+        header, operations = self._parse_commit(req.body.read_all())
         commit_id = self.storage.commit(
             repo,
             branch,
             operations,
-            title=str(header.get("summary") or "Upload files"),
-            message=str(header.get("description") or ""),
-            parent_commit=header.get("parentCommit"),
+            title=fields.get(header, "summary", str, "Commit header") or "Upload files",
+            message=fields.get(header, "description", str, "Commit header", ""),
+            parent_commit=fields.get(header, "parentCommit", str, "Commit header"),
         )
         url = f"{wire.repo_url(req.base_url, repo)}/commit/{commit_id}"
         return Reply.json({"success": True, "commitOid": commit_id, "commitUrl": url, "hookOutput": ""})
@@ -254,49 +264,51 @@ class Api:
     def _parse_commit(self, payload: bytes) -> tuple[dict[str, Any], list[Operation]]:
         """The ndjson commit payload: a ``header`` line, then one line per operation."""
         header: dict[str, Any] = {}
-        ops: list[tuple[str, str, dict[str, Any]]] = []
+        ops: list[tuple[str, str, dict[str, Any], str]] = []
         for number, line in enumerate(payload.splitlines(), start=1):
             if not line.strip():
                 continue
-            try:
-                item = json.loads(line)
-                key, value = item["key"], item["value"]
-                if not isinstance(value, dict):
-                    raise TypeError(value)
-            except (ValueError, KeyError, TypeError):
-                raise HubRequestError(f"Commit payload line {number} is not a {{key, value}} JSON object.") from None
+            where = f"Commit payload line {number}"
+            item = fields.parse_json(line, where)
+            if not isinstance(item, dict):
+                kind = fields.describe(item)
+                raise HubRequestError(f"{where} must be a JSON object with 'key' and 'value', not {kind}.")
+            key, value = fields.require(item, "key", str, where), fields.require(item, "value", dict, where)
             if key == "header":
                 header = value
             elif key in ("file", "lfsFile", "deletedFile", "deletedFolder"):
-                ops.append((key, naming.check_path(str(value.get("path", "")).rstrip("/")), value))
+                path = naming.check_path(fields.require(value, "path", str, where).rstrip("/"))
+                ops.append((key, path, value, where))
             else:
-                raise HubRequestError(f"Commit payload line {number}: unknown operation {key!r}.")
+                raise HubRequestError(f"{where}: unknown operation {key[:40]!r}.")
         # Validated every line before storing any content.
-        return header, [self._operation(key, path, value) for key, path, value in ops]
+        return header, [self._operation(*op) for op in ops]
 
-    def _operation(self, key: str, path: str, value: dict[str, Any]) -> Operation:
+    def _operation(self, key: str, path: str, value: dict[str, Any], where: str) -> Operation:
         if key == "deletedFile":
             return DeleteFile(path)
         if key == "deletedFolder":
             return DeleteFolder(path)
         if key == "lfsFile":
-            size = value.get("size")
-            return AddFile(path, self.storage.lfs_entry(str(value.get("oid")), size if isinstance(size, int) else -1))
-        if value.get("encoding", "base64") != "base64":
+            oid, size = fields.require(value, "oid", str, where), fields.require(value, "size", int, where)
+            return AddFile(path, self.storage.lfs_entry(oid, size))
+        if fields.get(value, "encoding", str, where, "base64") != "base64":
             raise HubRequestError(f"File {path!r}: only base64 encoding is supported.")
-        return AddFile(path, self.storage.regular_entry(_b64decode(value.get("content"), path)))
+        content = _b64decode(fields.get(value, "content", str, where, ""), path)
+        return AddFile(path, self.storage.regular_entry(content))
 
     def lfs_batch(self, req: Request) -> Reply:
         self._write(req)
         body = req.json()
-        if body.get("operation") != "upload":
+        if fields.get(body, "operation", str, "LFS batch") != "upload":
             raise HubRequestError("The local Hub's LFS batch API takes uploads only; download through /resolve/.")
         objects = []
-        for obj in json_objects(body.get("objects", []), "'objects'"):
+        for obj in fields.list_of(body.get("objects", []), dict, "LFS batch: 'objects'"):
             oid, size = obj.get("oid"), obj.get("size")
-            if not (isinstance(oid, str) and SHA256_RE.match(oid) and isinstance(size, int) and size >= 0):
+            if not (isinstance(oid, str) and SHA256_RE.fullmatch(oid) and fields.is_kind(size, int) and size >= 0):
+                # Per object, as the LFS batch API reports them (the request as a whole is fine).
                 error = {"code": 422, "message": "oid must be a sha256 hex digest and size a non-negative integer"}
-                objects.append({"oid": str(oid), "size": size if isinstance(size, int) else 0, "error": error})
+                objects.append({"oid": str(oid), "size": size if fields.is_kind(size, int) else 0, "error": error})
             elif self.storage.blobs.has(oid, size):
                 objects.append({"oid": oid, "size": size})  # already there: no actions, nothing to upload
             else:
@@ -307,16 +319,18 @@ class Api:
         return Reply.json(reply, headers={"Content-Type": "application/vnd.git-lfs+json"})
 
     def lfs_upload(self, req: Request) -> Reply:
-        oid, size = req.route.path, req.arg("size", "")
-        ticket = req.arg("ticket", "").encode()
-        if not size.isdigit() or not hmac.compare_digest(ticket, self._ticket(oid, int(size)).encode()):
+        oid, size_text = req.route.path, req.arg("size", "")
+        # The ticket signs the size as lfs_batch wrote it, so a valid ticket vouches for plain
+        # ASCII digits and int() below cannot fail on what a client typed.
+        if not hmac.compare_digest(req.arg("ticket", "").encode(), self._ticket(oid, size_text).encode()):
             raise UnauthorizedError("LFS upload URL is invalid or expired; ask the LFS batch API for a new one.")
-        if not req.body.chunked and req.body.length != int(size):
+        size = int(size_text)
+        if not req.body.chunked and req.body.length != size:
             raise HubRequestError(f"Upload of {oid} must be {size} bytes, got Content-Length {req.body.length}.")
-        self.storage.blobs.put_stream(req.body, int(size), oid)
+        self.storage.blobs.put_stream(req.body, size, oid)
         return Reply.json({})
 
-    def _ticket(self, oid: str, size: int) -> str:
+    def _ticket(self, oid: str, size: int | str) -> str:
         return hmac.new(self._lfs_secret, f"{oid}:{size}".encode(), hashlib.sha256).hexdigest()
 
     # --- human pages -----------------------------------------------------------------------
@@ -328,6 +342,14 @@ class Api:
     def repo_page(self, req: Request) -> Reply:
         repo = self._read(req)
         return Reply.html(pages.repo_page(self.storage, repo, self._commit_at(req, repo)))
+
+
+def _repo_named(body: dict[str, Any], where: str) -> tuple[str, str]:
+    """``(repo_type, repo_id)`` from create/delete-repo's ``type``, ``organization`` and ``name``."""
+    repo_type = naming.check_repo_type(fields.get(body, "type", str, where))
+    name = fields.require(body, "name", str, where)
+    organization = fields.get(body, "organization", str, where)
+    return repo_type, naming.check_repo_id(f"{organization}/{name}" if organization else name)
 
 
 def _b64decode(text: Any, path: str) -> bytes:

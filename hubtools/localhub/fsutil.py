@@ -1,7 +1,15 @@
-"""Atomic file writes: write to a temporary file, then ``os.replace`` it into place."""
+"""Atomic file writes: write to a temporary file, then ``os.replace`` it into place.
+
+A writer holds an ``flock`` on its temporary file until the file is moved or removed, so
+:func:`remove_orphans` can tell a write under way (in this process or another, such as a
+``hub seed`` beside the server) from one whose process died: only the dead one's file can
+be locked, and only that one is removed.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -9,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
+
+TMP_PREFIX = ".tmp-"
 
 
 @contextmanager
@@ -19,14 +29,44 @@ def atomic_writer(target: Path, tmp_dir: Path | None = None) -> Iterator[BinaryI
     """
     tmp_dir = Path(tmp_dir or target.parent)
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=".tmp-")
+    fd, tmp_name = _locked_temp_file(tmp_dir)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
-        os.replace(tmp_name, target)
+            out.flush()
+            os.replace(tmp_name, target)  # before the close that releases the lock
     except BaseException:
-        os.unlink(tmp_name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
         raise
+
+
+def _locked_temp_file(tmp_dir: Path) -> tuple[int, str]:
+    while True:
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=TMP_PREFIX)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            return fd, name
+        os.close(fd)  # remove_orphans took it between mkstemp and flock: make another
+
+
+def remove_orphans(root: Path) -> int:
+    """Delete the temporary files under ``root`` that no live writer holds; how many."""
+    removed = 0
+    for path in Path(root).rglob(f"{TMP_PREFIX}*"):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue  # gone meanwhile, or not a file we can open
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path.unlink()
+            removed += 1
+        except OSError:
+            pass  # locked: a write is under way
+        finally:
+            os.close(fd)
+    return removed
 
 
 def write_json(target: Path, data: Any) -> None:

@@ -1,4 +1,4 @@
-"""Request and reply objects between the HTTP plumbing (server.py) and the endpoints.
+"""Request and reply objects between the HTTP plumbing (handler.py) and the endpoints.
 
 Kept free of ``http.server`` so endpoints can be read (and tested) as plain functions.
 """
@@ -9,67 +9,15 @@ import json
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import parse_qs
 
 from hubtools.errors import HubRequestError
+from hubtools.localhub.bodies import BodyReader
+from hubtools.localhub.fields import parse_json
 from hubtools.localhub.routes import Route
 
 TRUE_VALUES = ("1", "true", "True", "yes")
-
-
-class BodyReader:
-    """The request body, from ``Content-Length`` or ``Transfer-Encoding: chunked``."""
-
-    def __init__(self, stream: BinaryIO, headers: Message):
-        self._stream = stream
-        self.chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
-        length = headers.get("Content-Length") or "0"
-        if not self.chunked and not length.isdigit():
-            raise HubRequestError(f"Invalid Content-Length {length!r}.")
-        self.length = None if self.chunked else int(length)
-        self._left = 0 if self.chunked else self.length  # bytes left in the body / current chunk
-        self._done = not self.chunked and self._left == 0
-        self._started = False
-
-    def read(self, size: int = -1) -> bytes:
-        out = bytearray()
-        while (size < 0 or len(out) < size) and not self._done:
-            if self.chunked and self._left == 0:
-                self._next_chunk()
-                continue
-            want = self._left if size < 0 else min(self._left, size - len(out))
-            data = self._stream.read(want)
-            if not data:
-                raise HubRequestError("Request body ended early.")
-            out += data
-            self._left -= len(data)
-            if not self.chunked and self._left == 0:
-                self._done = True
-        return bytes(out)
-
-    def _next_chunk(self) -> None:
-        if self._started:
-            self._stream.readline()  # the CRLF that ends the previous chunk's data
-        self._started = True
-        line = self._stream.readline().split(b";")[0].strip()
-        try:
-            self._left = int(line, 16)
-        except ValueError:
-            raise HubRequestError(f"Invalid chunk size {line[:20]!r} in a chunked body.") from None
-        if self._left == 0:
-            while self._stream.readline() not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            self._done = True
-
-    def drain(self, limit: int) -> bool:
-        """Read and drop what is left of the body, up to ``limit`` bytes; True if all of it."""
-        try:
-            while not self._done and limit > 0:
-                limit -= len(self.read(min(limit, 1 << 20)))
-        except (HubRequestError, OSError):
-            return False
-        return self._done
 
 
 @dataclass
@@ -89,28 +37,20 @@ class Request:
     def flag(self, name: str) -> bool:
         return self.arg(name, "") in TRUE_VALUES
 
+    @property
+    def is_json(self) -> bool:
+        return "json" in self.headers.get("Content-Type", "")
+
     def json(self) -> dict[str, Any]:
         """The body as a JSON object (``{}`` when empty)."""
-        try:
-            data = json.loads(self.body.read() or b"{}")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HubRequestError(f"Request body is not valid JSON: {exc}.") from None
+        data = parse_json(self.body.read_all() or b"{}", "The request body")
         if not isinstance(data, dict):
-            raise HubRequestError("Request body must be a JSON object.")
+            raise HubRequestError("The request body must be a JSON object.")
         return data
 
-    def form_or_json(self) -> dict[str, Any]:
-        """Body as a dict: JSON objects as-is, form fields as lists (``paths=a&paths=b``)."""
-        if "json" in self.headers.get("Content-Type", ""):
-            return self.json()
-        return parse_qs(self.body.read().decode(errors="replace"), keep_blank_values=True)
-
-
-def json_objects(value: Any, what: str) -> list[dict[str, Any]]:
-    """``value`` if it is a list of JSON objects; a 400 naming ``what`` otherwise."""
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise HubRequestError(f"{what} must be a list of JSON objects.")
-    return value
+    def form(self) -> dict[str, list[str]]:
+        """The body's form fields, each a list of values (``paths=a&paths=b``)."""
+        return parse_qs(self.body.read_all().decode(errors="replace"), keep_blank_values=True)
 
 
 @dataclass
@@ -121,15 +61,15 @@ class Reply:
     file: tuple[Path, int, int] | None = None  # (path, offset, length) streamed instead of body
 
     @classmethod
-    def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> "Reply":
+    def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
         return cls(status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(data).encode())
 
     @classmethod
-    def html(cls, text: str) -> "Reply":
+    def html(cls, text: str) -> Reply:
         return cls(200, {"Content-Type": "text/html; charset=utf-8"}, text.encode())
 
     @classmethod
-    def error(cls, exc: HubRequestError, status: int | None = None) -> "Reply":
+    def error(cls, exc: HubRequestError, status: int | None = None) -> Reply:
         headers = {"X-Error-Code": exc.code, "X-Error-Message": _header_safe(exc.message), **exc.headers}
         return cls.json({"error": exc.message}, status or exc.status, headers)
 
@@ -138,5 +78,7 @@ class Reply:
         return self.file[2] if self.file else len(self.body)
 
 
-def _header_safe(text: str) -> str:
+def _header_safe(text: str, limit: int = 1000) -> str:
+    """``text`` fit for a header: latin-1, one line, short enough for any client's line limit."""
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
     return text.encode("latin-1", "replace").decode("latin-1").replace("\r", " ").replace("\n", " ")

@@ -18,8 +18,9 @@ TYPE_BY_PLURAL = {f"{t}s": t for t in REPO_TYPES}
 # First URL segments that are routes, so no repo (or namespace) may be named after them.
 RESERVED_NAMES = frozenset({"api", "models", "datasets", "spaces", "lfs", "static"})
 
-_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+# Used with fullmatch: with match, "$" also matches before a final newline ("name\n").
+_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
 MAX_PATH_LENGTH = 1000
 
 
@@ -37,7 +38,7 @@ def check_repo_id(repo_id: str) -> str:
     """Return ``repo_id`` if it is ``name`` or ``namespace/name``; raise otherwise."""
     parts = repo_id.split("/")
     ok = 1 <= len(parts) <= 2 and all(
-        _PART.match(p) and "--" not in p and ".." not in p and not p.endswith(".git") for p in parts
+        _PART.fullmatch(p) and "--" not in p and ".." not in p and not p.endswith(".git") for p in parts
     )
     if not ok or parts[0].lower() in RESERVED_NAMES:
         raise InvalidRepoIdError(
@@ -49,7 +50,7 @@ def check_repo_id(repo_id: str) -> str:
 
 def check_branch(name: str) -> str:
     """Return ``name`` if it can be a branch name; raise otherwise."""
-    if not _BRANCH.match(name) or ".." in name or "//" in name or name.endswith(("/", ".lock")):
+    if not _BRANCH.fullmatch(name) or ".." in name or "//" in name or name.endswith(("/", ".lock")):
         raise InvalidPathError(f"Invalid branch name {name!r}.")
     return name
 

@@ -42,12 +42,47 @@ _PAGE = (
 # Tags and attributes a rendered README keeps; everything else is dropped (a dropped
 # <script> or <style> loses its content too).
 ALLOWED_TAGS = {
-    "a", "blockquote", "br", "code", "del", "details", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
-    "img", "li", "ol", "p", "pre", "span", "strong", "summary", "sub", "sup", "table", "tbody", "td", "th",
-    "thead", "tr", "ul",
+    "a",
+    "blockquote",
+    "br",
+    "code",
+    "del",
+    "details",
+    "div",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "img",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "span",
+    "strong",
+    "summary",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "th",
+    "thead",
+    "tr",
+    "ul",
 }
-ALLOWED_ATTRS = {"a": {"href", "title"}, "img": {"src", "alt", "title", "width", "height"}, "code": {"class"},
-                 "th": {"align", "style"}, "td": {"align", "style"}, "details": {"open"}}
+ALLOWED_ATTRS = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "code": {"class"},
+    "th": {"align", "style"},
+    "td": {"align", "style"},
+    "details": {"open"},
+}
 DROP_CONTENT = {"script", "style", "iframe", "object", "embed", "template"}
 VOID = {"br", "hr", "img"}
 SAFE_STYLE = re.compile(r"\Atext-align:\s*(left|right|center);?\Z")
@@ -63,7 +98,7 @@ def index_page(repos: list[RepoRecord]) -> str:
         f"{escape(r.repo_id)}</a>{' (private)' if r.private else ''}</li>\n"
         for r in repos
     )
-    return _page("Local Hub", f"<h1>Local Hub</h1>\n<p class=\"meta\">{len(repos)} repo(s)</p>\n<ul>\n{items}</ul>")
+    return _page("Local Hub", f'<h1>Local Hub</h1>\n<p class="meta">{len(repos)} repo(s)</p>\n<ul>\n{items}</ul>')
 
 
 def repo_page(storage: Storage, repo: RepoRecord, commit: Commit) -> str:
@@ -74,8 +109,10 @@ def repo_page(storage: Storage, repo: RepoRecord, commit: Commit) -> str:
         for path, entry in sorted(commit.tree.items())
     )
     title = f"{repo.repo_type} {repo.repo_id}"
-    header = (f"<h1>{escape(repo.repo_id)}</h1>\n<p class=\"meta\">{escape(repo.repo_type)} repo, commit "
-              f"<code>{escape(commit.id[:12])}</code>: {escape(commit.title)}</p>")
+    header = (
+        f'<h1>{escape(repo.repo_id)}</h1>\n<p class="meta">{escape(repo.repo_type)} repo, commit '
+        f"<code>{escape(commit.id[:12])}</code>: {escape(commit.title)}</p>"
+    )
     files = f'<h2>Files</h2>\n<table class="files">\n<tr><th>File</th><th>Bytes</th></tr>\n{items}</table>'
     return _page(title, f"{header}\n{_readme_html(storage, commit, base)}\n{files}")
 

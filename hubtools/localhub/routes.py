@@ -27,7 +27,7 @@ Routes (``{t}`` is ``model`` or ``dataset``; ``[datasets/]`` only for datasets):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from hubtools.errors import HubRequestError, NotFoundError
 from hubtools.localhub import naming
@@ -50,6 +50,19 @@ class Route:
     repo_id: str | None = None
     revision: str | None = None
     path: str = ""  # file or folder in the repo; the LFS oid for lfs_upload
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``(path, query)`` of a request target: ``/path?query``, or ``http://host/path?query``."""
+    try:
+        url = urlsplit(target)
+    except ValueError:
+        url = None
+    origin_form = target.startswith("/") and url is not None and not url.scheme
+    absolute_form = url is not None and url.scheme in ("http", "https") and url.path.startswith("/")
+    if not (origin_form or absolute_form):
+        raise HubRequestError(f"Request target {target[:100]!r} is not a URL path; send '/path?query'.")
+    return url.path, url.query
 
 
 def match(raw_path: str) -> list[Route]:

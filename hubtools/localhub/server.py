@@ -1,119 +1,84 @@
-"""HTTP plumbing: a ``ThreadingHTTPServer`` that routes each request to :class:`Api`.
+"""The listening socket: a thread per connection, bounded, and :class:`LocalHub` around it.
 
-Errors the endpoints raise on purpose (:class:`HubRequestError`) become 4xx replies with
-``X-Error-Code``; anything else is logged and answered with a JSON 500, and the server
-keeps running. Request logs show method, path (no query string) and status; never headers,
-so the token is not logged.
+Connections are bounded twice: each read (and write) waits at most ``read_timeout`` seconds,
+so an idle or stalled client gives its thread back, and at most ``max_connections`` are
+served at once. One over the bound is answered at once with a JSON 503 and ``Retry-After``
+and closed (huggingface_hub's ``http_backoff`` retries 503s), so threads stay bounded. Each
+connection is handled by :class:`~hubtools.localhub.handler.Handler`.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
+import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import parse_qs, urlsplit
 
-from hubtools.errors import HubRequestError, LocalHubStartError, RepoNotFoundError
+from hubtools.errors import LocalHubStartError, ServerBusyError
 from hubtools.localhub.defaults import DEFAULT_HOST, default_token
 from hubtools.localhub.endpoints import Api
-from hubtools.localhub.messages import BodyReader, Reply, Request
-from hubtools.localhub.routes import Route, match
+from hubtools.localhub.handler import Handler
+from hubtools.localhub.messages import Reply
 from hubtools.localhub.storage import Storage
 
 logger = logging.getLogger("hubtools.localhub")
-DRAIN_LIMIT = 64 * 1024 * 1024  # unread request body we still read (and drop) to keep the connection
-COPY_CHUNK = 1024 * 1024
+READ_TIMEOUT = 30.0  # seconds a connection may stay silent: idle between requests, or mid-request
+# Above huggingface_hub's 128 cached sessions per process, each of which may keep a connection open.
+MAX_CONNECTIONS = 256
 
 
-class _Server(ThreadingHTTPServer):
+class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], api: Api, token: str):
-        super().__init__(address, _Handler)
+    def __init__(self, address: tuple[str, int], api: Api, token: str, read_timeout: float, max_connections: int):
+        super().__init__(address, Handler)
         self.api = api
         self.token = token
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "hubtools-localhub"
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    do_HEAD = do_POST = do_PUT = do_DELETE = do_GET
-
-    def _dispatch(self) -> None:
-        url = urlsplit(self.path)
-        body: BodyReader | None = None
-        authorized = self._authorized()
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
         try:
-            body = BodyReader(self.rfile, self.headers)
-            route = self._pick(match(url.path))
-            query = parse_qs(url.query)
-            request = Request(self.command, route, query, self.headers, body, self._base_url(), authorized)
-            reply = self.server.api.handle(request)
-        except HubRequestError as exc:
-            # Like the Hub: an unknown or hidden repo is a 401 to anonymous callers.
-            status = 401 if isinstance(exc, RepoNotFoundError) and not authorized else None
-            reply = Reply.error(exc, status)
-        except Exception:
-            logger.exception("Unexpected error on %s %s", self.command, url.path)
-            reply = Reply.json({"error": "Internal error in the local Hub; see the server log."}, 500,
-                               {"X-Error-Code": "InternalError"})
-        if body is None or not body.drain(DRAIN_LIMIT):
-            self.close_connection = True
-        self._send(reply)
+            super().process_request(request, client_address)  # starts the thread that releases the slot
+        except BaseException:
+            self._slots.release()
+            raise
 
-    def _pick(self, routes: list[Route]) -> Route:
-        """Of the readings of an ambiguous path, the one whose repo exists."""
-        storage = self.server.api.storage
-        for route in routes:
-            if route.repo_id is None or storage.has_repo(route.repo_type, route.repo_id):
-                return route
-        return routes[0]
-
-    def _authorized(self) -> bool:
-        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.server.token.encode())
-
-    def _base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{self.headers.get('Host') or f'{host}:{port}'}"
-
-    def _send(self, reply: Reply) -> None:
+    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
         try:
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(reply.length))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command == "HEAD":
-                return
-            if reply.file is None:
-                self.wfile.write(reply.body)
-                return
-            path, offset, length = reply.file
-            with open(path, "rb") as source:
-                source.seek(offset)
-                while length > 0 and (chunk := source.read(min(COPY_CHUNK, length))):
-                    self.wfile.write(chunk)
-                    length -= len(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client went away; nothing to tell it
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        logger.info("%s %s %s", self.command, urlsplit(self.path).path, code)
+    def _refuse(self, request: socket.socket) -> None:
+        """Answer a connection over the bound with a 503 and close it, from the accept loop."""
+        error = ServerBusyError(
+            f"The local Hub is already serving its maximum of {self.max_connections} connections; retry in a moment.",
+            {"Retry-After": "1", "Connection": "close"},
+        )
+        reply = Reply.error(error)
+        head = [
+            f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}",
+            *(f"{name}: {value}" for name, value in reply.headers.items()),
+            f"Content-Length: {reply.length}",
+        ]
+        try:
+            request.settimeout(1.0)  # a fresh socket's send buffer is empty: this does not wait
+            request.sendall("\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + reply.body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (base class signature)
-        logger.debug(format, *args)
+    def handle_error(self, request: socket.socket, client_address: tuple) -> None:
+        logger.exception("Unexpected error on a connection from %s", client_address[0])
 
 
 class LocalHub:
@@ -121,15 +86,27 @@ class LocalHub:
 
     >>> with LocalHub(tmp_path) as hub:            # doctest: +SKIP
     ...     os.environ["HF_ENDPOINT"] = hub.url     # before importing huggingface_hub
+
+    ``read_timeout`` and ``max_connections`` bound the connections (see the module docstring).
     """
 
-    def __init__(self, data_dir: Path | str, host: str = DEFAULT_HOST, port: int = 0, token: str | None = None):
+    def __init__(
+        self,
+        data_dir: Path | str,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
+        token: str | None = None,
+        read_timeout: float = READ_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ):
         self.data_dir = Path(data_dir).resolve()
         self.token = token or default_token()
         self.storage = Storage(self.data_dir)
+        if self.storage.orphans_removed:
+            logger.info("Removed %d temporary files left by an interrupted write.", self.storage.orphans_removed)
         self.api = Api(self.storage)
         try:
-            self._server = _Server((host, port), self.api, self.token)
+            self._server = Server((host, port), self.api, self.token, read_timeout, max_connections)
         except OSError as exc:
             raise LocalHubStartError(
                 f"Cannot serve on {host}:{port}: {exc.strerror or exc}. Pick another --port (0 = any free one)."
@@ -148,7 +125,7 @@ class LocalHub:
         finally:
             self._server.server_close()
 
-    def start(self) -> "LocalHub":
+    def start(self) -> LocalHub:
         self._thread = threading.Thread(target=self._server.serve_forever, name="localhub", daemon=True)
         self._thread.start()
         return self
@@ -160,9 +137,8 @@ class LocalHub:
             self._thread = None
         self._server.server_close()
 
-    def __enter__(self) -> "LocalHub":
+    def __enter__(self) -> LocalHub:
         return self.start()
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
-

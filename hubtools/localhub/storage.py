@@ -11,7 +11,8 @@ Layout under the data dir (every file is written atomically)::
 
 A commit id is the sha1 of the commit's canonical JSON, so it is 40 hex digits like git's.
 Branch updates take a lock (a thread lock plus ``flock`` on ``.lock``) so a server and a
-``hub seed`` may share a data dir.
+``hub seed`` may share a data dir. Opening a data dir removes the temporary files a killed
+process left behind (see :func:`fsutil.remove_orphans`).
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ from hubtools.errors import (
 )
 from hubtools.localhub import naming
 from hubtools.localhub.blobs import BlobStore, git_blob_sha1
-from hubtools.localhub.fsutil import read_json, write_json
+from hubtools.localhub.fsutil import read_json, remove_orphans, write_json
 from hubtools.localhub.trees import GITATTRIBUTES, Entry, Tree, fingerprint, is_folder
 
-COMMIT_ID_RE = re.compile(r"^[0-9a-f]{7,40}$")
+COMMIT_ID_RE = re.compile(r"[0-9a-f]{7,40}")  # a commit id or its prefix; use with fullmatch
 AUTHOR = "local"
 
 
@@ -94,6 +95,7 @@ class Storage:
         self.data_dir = Path(data_dir).resolve()
         self.blobs = BlobStore(self.data_dir / "blobs")
         self._thread_lock = threading.Lock()
+        self.orphans_removed = remove_orphans(self.data_dir)
 
     # --- entries (content goes into the blob store first) ------------------------------
 
@@ -141,8 +143,9 @@ class Storage:
             if (repo_dir / "repo.json").exists():
                 raise RepoExistsError(f"You already created this {repo_type} repo: {repo_id}.")
             created = now_iso()
-            commit = self._write_commit(repo_dir, (), {".gitattributes": self.regular_entry(GITATTRIBUTES)},
-                                        "initial commit", "")
+            commit = self._write_commit(
+                repo_dir, (), {".gitattributes": self.regular_entry(GITATTRIBUTES)}, "initial commit", ""
+            )
             write_json(repo_dir / "refs.json", {"main": commit})
             data = {"type": repo_type, "id": repo_id, "private": private, "createdAt": created}
             write_json(repo_dir / "repo.json", data)  # written last: the repo exists once complete
@@ -165,21 +168,28 @@ class Storage:
         branches = self.branches(repo)
         if revision in branches:
             return branches[revision]
-        if COMMIT_ID_RE.match(revision):
-            commits = self._repo_dir(repo.repo_type, repo.repo_id) / "commits"
-            matches = [p.stem for p in commits.glob(f"{revision}*.json")]
-            if len(matches) == 1:
-                return matches[0]
-        raise RevisionNotFoundError(f"Invalid rev id: {revision!r} is not a branch or commit of {repo.repo_id}.")
+        commit_id = self._commit_id(repo, revision)
+        if commit_id is None:
+            raise RevisionNotFoundError(f"Invalid rev id: {revision!r} is not a branch or commit of {repo.repo_id}.")
+        return commit_id
+
+    def _commit_id(self, repo: RepoRecord, prefix: str) -> str | None:
+        """The one commit whose id is ``prefix`` or starts with it (7+ hex digits); None otherwise."""
+        if not COMMIT_ID_RE.fullmatch(prefix):
+            return None
+        commits = self._repo_dir(repo.repo_type, repo.repo_id) / "commits"
+        matches = [p.stem for p in commits.glob(f"{prefix}*.json")]
+        return matches[0] if len(matches) == 1 else None
 
     def get_commit(self, repo: RepoRecord, commit_id: str) -> Commit:
         path = self._repo_dir(repo.repo_type, repo.repo_id) / "commits" / f"{commit_id}.json"
-        if not COMMIT_ID_RE.match(commit_id) or not path.is_file():
+        if not COMMIT_ID_RE.fullmatch(commit_id) or not path.is_file():
             raise RevisionNotFoundError(f"Commit {commit_id!r} not found in {repo.repo_id}.")
         data = read_json(path)
         tree = {p: Entry.from_json(e) for p, e in data["tree"].items()}
-        return Commit(commit_id, tuple(data["parents"]), data["title"], data["message"], data["author"],
-                      data["date"], tree)
+        return Commit(
+            commit_id, tuple(data["parents"]), data["title"], data["message"], data["author"], data["date"], tree
+        )
 
     def history(self, repo: RepoRecord, commit_id: str) -> Iterator[Commit]:
         """The commit and its first-parent ancestors, newest first."""
@@ -217,7 +227,8 @@ class Storage:
         """Apply ``operations`` on top of ``branch`` and return the new head.
 
         Idempotent: when the resulting tree equals the head's, no commit is made and the
-        head is returned.
+        head is returned. ``parent_commit``, when given, must name the head: its id, or a
+        prefix of 7+ hex digits that names no other commit (huggingface_hub's shorthand).
         """
         repo_dir = self._repo_dir(repo.repo_type, repo.repo_id)
         with self._lock():
@@ -227,9 +238,9 @@ class Storage:
                     f"Branch {branch!r} not found in {repo.repo_id}; the local Hub commits to existing branches only."
                 )
             head = self.get_commit(repo, branches[branch])
-            if parent_commit is not None and not head.id.startswith(parent_commit):
+            if parent_commit is not None and self._commit_id(repo, parent_commit) != head.id:
                 raise ParentCommitMismatchError(
-                    f"Parent commit {parent_commit} is not the head of {branch} ({head.id}); fetch and retry."
+                    f"Parent commit {parent_commit[:50]!r} is not the head of {branch} ({head.id}); fetch and retry."
                 )
             tree = apply_operations(head.tree, operations)
             if tree == head.tree:

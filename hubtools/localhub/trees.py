@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Mapping
 
 from hubtools.localhub.blobs import git_blob_sha1, lfs_pointer
 
@@ -54,7 +54,7 @@ class Entry:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Entry":
+    def from_json(cls, data: dict) -> Entry:
         return cls(**data)
 
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
+from ..bounds import BatchSize, Text
 from ..environment import machine_info
-from .base import StageContext, StageSpec, register
+from ..runfolder import BenchmarkResult
+from ..threads import restore_torch_threads
+from .base import ONNX_LIBRARIES, StageContext, StageSpec, register
 
-BENCHMARK_FILE = "benchmark.json"
 DEFAULT_QUERY = "What is the pin number for my account?"
 
 
@@ -36,13 +37,13 @@ class BenchmarkSpec(StageSpec):
     """
 
     type: Literal["benchmark"]
-    models: list[str] = Field(min_length=1, description="Models to measure: keys of `models` or earlier stages.")
-    baseline: str | None = Field(None, description="Row the ratios are against; defaults to the first of `models`.")
-    query: str = DEFAULT_QUERY
-    warmup: int = Field(10, ge=0)
-    runs: PositiveInt = 100
-    threads: PositiveInt | None = Field(None, description="Intra-op threads for every model; default: all cores.")
-    batch_size: PositiveInt = 64
+    models: list[Text] = Field(min_length=1, description="Models to measure: keys of `models` or earlier stages.")
+    baseline: Text | None = Field(None, description="Row the ratios are against; defaults to the first of `models`.")
+    query: Text = DEFAULT_QUERY
+    warmup: int = Field(10, ge=0, le=10_000)
+    runs: int = Field(100, ge=1, le=100_000)
+    threads: int | None = Field(None, ge=1, le=1024, description="Intra-op threads per model; default: all cores.")
+    batch_size: BatchSize = 64
     produces_model = False
 
     @model_validator(mode="after")
@@ -83,25 +84,52 @@ def time_pipeline(pipe, query: str, warmup: int, runs: int) -> list[float]:
     return seconds
 
 
-def measure(name: str, model_dir, spec: BenchmarkSpec, texts, labels, threads: int, log) -> dict:
+def measure(
+    name: str,
+    model_dir,
+    spec: BenchmarkSpec,
+    texts,
+    labels,
+    threads: int,
+    log,
+    oos_id: int | None = None,
+    predictions: dict | None = None,
+) -> dict:
+    """One benchmark row. ``oos_id``: also in-scope accuracy and oos recall/precision;
+    ``predictions``: where to leave the row's test predictions, by model name."""
+    from ..metrics import classification_metrics
     from ..modelio import load_classifier, read_format, size_mb
 
     clf = load_classifier(model_dir, threads)
     preds = clf.logits(texts, batch_size=spec.batch_size, desc=f"Accuracy of {name}").argmax(axis=-1)
+    if predictions is not None:
+        predictions[name] = preds
     latency = latency_stats(time_pipeline(clf.make_pipeline(), spec.query, spec.warmup, spec.runs))
     fmt = read_format(model_dir)
     row = {
         "name": name,
         "format": fmt.format,
         "files": fmt.weights,
-        "accuracy": float((preds == np.asarray(labels)).mean()),
+        **classification_metrics(preds, labels, oos_id),
         "n_test": len(labels),
         "size_mb": size_mb(model_dir),
         "latency_ms": latency,
         "runtime": clf.runtime,
     }
-    log.info("  %-12s acc %.4f  size %7.2f MB  latency %.2f ms", name, row["accuracy"], row["size_mb"], latency["mean"])
+    log.info(
+        "  %-12s acc %.4f  size %7.2f MB  latency %.2f ms", name, row["accuracy"], row["size_mb"], latency["mean"]
+    )
     return row
+
+
+def add_errors(rows: list[dict], predictions: dict, labels, names: list[str], baseline: str) -> None:
+    """Each row's top confusions and, against the baseline, the labels of the rows it loses and
+    wins: what explains an accuracy gap."""
+    from ..metrics import top_confusions
+
+    for row in rows:
+        base = predictions[baseline] if row["name"] != baseline else None
+        row["errors"] = top_confusions(predictions[row["name"]], labels, names, base)
 
 
 def add_ratios(rows: list[dict], baseline: str) -> None:
@@ -117,33 +145,41 @@ def add_ratios(rows: list[dict], baseline: str) -> None:
 
 def format_table(rows: list[dict]) -> str:
     head = f"{'model':<14}{'format':<22}{'acc':>8}{'size MB':>10}{'mean ms':>10}{'p50':>8}{'p99':>8}{'speedup':>9}"
+    oos = any("oos_recall" in r for r in rows)
+    head += f"{'in-scope':>10}{'oos rec':>9}" if oos else ""
     lines = [head, "-" * len(head)]
     for r in rows:
         lat = r["latency_ms"]
         lines.append(
             f"{r['name']:<14}{r['format']:<22}{r['accuracy']:>8.4f}{r['size_mb']:>10.2f}"
             f"{lat['mean']:>10.2f}{lat['p50']:>8.2f}{lat['p99']:>8.2f}{r['vs_baseline']['speedup']:>8.2f}x"
+            + (f"{r['in_scope_accuracy']:>10.4f}{r['oos_recall']:>9.4f}" if oos else "")
         )
     return "\n".join(lines)
 
 
-@register("benchmark", BenchmarkSpec)
+@register("benchmark", BenchmarkSpec, libraries=(*ONNX_LIBRARIES, "datasets", "tokenizers"))
 def run(spec: BenchmarkSpec, ctx: StageContext) -> dict:
     threads = spec.threads or os.cpu_count() or 1
     test = ctx.data.split("test")
     texts, labels = list(test["text"]), list(test["label"])
     ctx.log.info("Benchmarking %d models on %d test rows, %d thread(s)", len(spec.models), len(texts), threads)
-    rows = [measure(name, ctx.inputs[name], spec, texts, labels, threads, ctx.log) for name in spec.models]
+    rows, predictions = [], {}
+    for name in spec.models:
+        with restore_torch_threads():  # each row sets its own budget; the next stage gets the old one
+            rows.append(
+                measure(name, ctx.inputs[name], spec, texts, labels, threads, ctx.log, ctx.data.oos_id, predictions)
+            )
     add_ratios(rows, spec.baseline_name)
-    result = {
-        "baseline": spec.baseline_name,
-        "query": spec.query,
-        "warmup": spec.warmup,
-        "runs": spec.runs,
-        "dataset": {**ctx.data.spec.model_dump(), "split_used": ctx.data.spec.splits.test},
-        "machine": machine_info(threads),
-        "models": rows,
-    }
-    (ctx.out_dir / BENCHMARK_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    add_errors(rows, predictions, labels, ctx.data.label_names, spec.baseline_name)
+    BenchmarkResult(
+        baseline=spec.baseline_name,
+        query=spec.query,
+        warmup=spec.warmup,
+        runs=spec.runs,
+        dataset={**ctx.data.spec.model_dump(), "split_used": ctx.data.spec.splits.test},
+        machine=machine_info(threads),
+        models=rows,
+    ).write(ctx.out_dir)
     ctx.log.info("Benchmark:\n%s", format_table(rows))
     return {"table": format_table(rows)}

@@ -6,16 +6,33 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..training import TrainingSpec, accuracy, fit_and_save, training_arguments
-from .base import StageContext, register
+from ..augment import OPS, Op
+from ..bounds import MAX_LAYERS, FiniteFloat, Fraction, LayerIndex, Text
+from ..training import TrainingSpec, eval_metrics, fit_and_save, training_arguments
+from .base import TRAINING_LIBRARIES, Publishing, StageContext, StrictSpec, register
+
+
+class AugmentSpec(StrictSpec):
+    """Teacher-labelled augmentation: ``copies`` perturbed versions of each training text
+    (see :mod:`recipes.augment`), trained on the teacher's soft targets only."""
+
+    copies: int = Field(0, ge=0, le=20, description="Perturbed copies of each training text; 0: none.")
+    word_prob: Fraction = Field(0.15, description="Chance that a word is perturbed.")
+    ops: list[Op] = Field(
+        default_factory=lambda: list(OPS), min_length=1, description="Perturbations drawn from, uniformly."
+    )
 
 
 class DistillSpec(TrainingSpec):
     """Distil ``input`` (the teacher) into a student on the train split.
 
-    loss = alpha * CE + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)).
+    loss = alpha * CE + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))
+           + hidden_weight * MSE(hidden states) + attention_weight * KL(attention maps).
     The student is either another model (``student:``, a key of ``models`` or an earlier
-    stage) or the teacher cut down to ``keep_layers`` (the DistilBERT trick).
+    stage) or the teacher cut down to ``keep_layers`` (the DistilBERT trick). The layer
+    terms (TinyBERT, MiniLM) pair student layer i with teacher layer ``layer_map[i]``
+    (default: ``keep_layers``); with both weights 0 (the default) the loss is logits only.
+    ``augment.copies`` adds perturbed training texts labelled by the teacher alone.
 
     .. code-block:: yaml
 
@@ -31,11 +48,22 @@ class DistillSpec(TrainingSpec):
     """
 
     type: Literal["distill"]
-    input: str = Field(description="The teacher: a key of `models` or an earlier stage.")
-    student: str | None = Field(None, description="Initial student: a key of `models` or an earlier stage.")
-    keep_layers: list[int] | None = Field(None, min_length=1, description="Teacher layers the student keeps.")
-    alpha: float = Field(0.5, ge=0, le=1)
-    temperature: float = Field(2.0, gt=0)
+    input: Text = Field(description="The teacher: a key of `models` or an earlier stage.")
+    student: Text | None = Field(None, description="Initial student: a key of `models` or an earlier stage.")
+    keep_layers: list[LayerIndex] | None = Field(
+        None, min_length=1, max_length=MAX_LAYERS, description="Teacher layers the student keeps."
+    )
+    alpha: Fraction = 0.5
+    temperature: FiniteFloat = Field(2.0, gt=0, le=100)
+    hidden_weight: FiniteFloat = Field(0.0, ge=0, le=1000, description="Weight of the hidden-state MSE.")
+    attention_weight: FiniteFloat = Field(0.0, ge=0, le=1000, description="Weight of the attention-map KL.")
+    layer_map: list[LayerIndex] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_LAYERS,
+        description="Teacher layer of each student layer; default keep_layers.",
+    )
+    augment: AugmentSpec = AugmentSpec()
 
     @model_validator(mode="after")
     def _one_student(self):
@@ -43,17 +71,49 @@ class DistillSpec(TrainingSpec):
             raise ValueError("set exactly one of `student` (a model) or `keep_layers` (layers of the teacher to keep)")
         if self.keep_layers is not None and len(set(self.keep_layers)) != len(self.keep_layers):
             raise ValueError(f"keep_layers has repeated layers: {self.keep_layers}")
+        if (
+            self.keep_layers is not None
+            and self.layer_map is not None
+            and len(self.layer_map) != len(self.keep_layers)
+        ):
+            raise ValueError(
+                f"layer_map has {len(self.layer_map)} entries but the student keeps {len(self.keep_layers)} "
+                "layers: one teacher layer per student layer"
+            )
+        if self.uses_layers and self.student is not None and self.layer_map is None:
+            raise ValueError(
+                "hidden_weight/attention_weight with a `student` model need layer_map: the teacher "
+                "layer of each student layer"
+            )
         return self
+
+    @property
+    def uses_layers(self) -> bool:
+        return self.hidden_weight > 0 or self.attention_weight > 0
 
     def refs(self) -> dict[str, str]:
         return {"input": self.input, **({"student": self.student} if self.student else {})}
 
+    def labelled_roles(self) -> set[str]:
+        return {"input"}  # the teacher; a student gets a new head
 
-@register("distill", DistillSpec)
+
+#: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
+PUBLISHING = Publishing(
+    tag="distillation",
+    relation="finetune",
+    repo_dir="",
+    usage="usage/pytorch.md.j2",
+    phrase="distilled from `{input}` (knowledge distillation, layers cut from it)",
+)
+
+
+@register("distill", DistillSpec, libraries=TRAINING_LIBRARIES, publishing=PUBLISHING)
 def run(spec: DistillSpec, ctx: StageContext) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-    from ..distillation import TEACHER_LOGITS, DistillationTrainer, student_from_teacher, teacher_logits
+    from ..data import tokenize
+    from ..distillation import TEACHER_LOGITS, DistillationTrainer, student_from_teacher
 
     data = ctx.data
     teacher_dir = ctx.inputs["input"]
@@ -64,15 +124,11 @@ def run(spec: DistillSpec, ctx: StageContext) -> dict:
             f"{len(data.label_names)}: distil from a teacher fine-tuned on this dataset"
         )
     teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-    teacher_train = data.tokenized("train", teacher_tokenizer, spec.max_length)
-    memo_key = ("teacher_logits", str(teacher_dir), spec.max_length)
-    logits = ctx.memo.get(memo_key)
-    if logits is None:
-        ctx.log.info("Caching teacher logits for %d training examples", len(teacher_train))
-        logits = ctx.memo[memo_key] = teacher_logits(teacher, teacher_train, DataCollatorWithPadding(teacher_tokenizer))
+    rows = training_rows(spec, ctx, teacher, teacher_tokenizer)
+    logits = cached_teacher_logits(spec, ctx, teacher, teacher_tokenizer, rows)
 
     if spec.keep_layers is not None:
-        student, tokenizer, train = student_from_teacher(teacher, spec.keep_layers), teacher_tokenizer, teacher_train
+        student, tokenizer = student_from_teacher(teacher, spec.keep_layers), teacher_tokenizer
     else:  # the student may have its own vocabulary: tokenize the same rows its way
         student = AutoModelForSequenceClassification.from_pretrained(
             ctx.inputs["student"],
@@ -82,19 +138,109 @@ def run(spec: DistillSpec, ctx: StageContext) -> dict:
             ignore_mismatched_sizes=True,
         )
         tokenizer = AutoTokenizer.from_pretrained(ctx.inputs["student"])
-        train = data.tokenized("train", tokenizer, spec.max_length)
-    del teacher
-    train = train.add_column(TEACHER_LOGITS, [row.tolist() for row in logits])
+    layers = layer_targets(spec, teacher, student, tokenizer, teacher_tokenizer) if spec.uses_layers else None
+    if layers is None:
+        del teacher
+    train = tokenize(rows, tokenizer, spec.max_length).add_column(TEACHER_LOGITS, [row.tolist() for row in logits])
     trainer = DistillationTrainer(
         model=student,
         args=training_arguments(spec, ctx.out_dir / "_trainer", ctx.seed, remove_unused_columns=False),
         train_dataset=train,
         eval_dataset=data.tokenized("eval", tokenizer, spec.max_length),
         data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=accuracy,
+        compute_metrics=eval_metrics(data.oos_id),
         alpha=spec.alpha,
         temperature=spec.temperature,
+        layers=layers,
     )
     result = fit_and_save(trainer, tokenizer, ctx.out_dir)
     result["student_layers"] = student.config.num_hidden_layers
+    result["train_rows"] = {
+        "original": len(rows) - augmented_count(spec, rows),
+        "augmented": augmented_count(spec, rows),
+    }
     return result
+
+
+def augmented_count(spec: DistillSpec, rows) -> int:
+    return sum(1 for label in rows["label"] if label == -100) if spec.augment.copies else 0
+
+
+def training_rows(spec: DistillSpec, ctx: StageContext, teacher, tokenizer):
+    """The train split (``text``, ``label``), plus its augmented copies labelled -100."""
+    from datasets import Dataset, Value, concatenate_datasets
+
+    from ..augment import augment_texts, word_neighbours
+
+    train = ctx.data.split("train")
+    aug = spec.augment
+    if not aug.copies:
+        return train
+    key = ("augmented", aug.model_dump_json(), ctx.seed, str(ctx.inputs["input"]))
+    texts = ctx.memo.get(key)
+    if texts is None:
+        originals = list(train["text"])
+        neighbours = {}
+        if "neighbour" in aug.ops:
+            embeddings = teacher.get_input_embeddings().weight.detach().float().numpy()
+            neighbours = word_neighbours(originals, tokenizer, embeddings)
+        texts = ctx.memo[key] = augment_texts(
+            originals,
+            aug.copies,
+            aug.word_prob,
+            tuple(aug.ops),
+            ctx.seed,
+            neighbours,
+            tokenizer.mask_token or "[MASK]",
+        )
+        ctx.log.info(
+            "Augmented %d training texts with %d copies each (%s)", len(originals), aug.copies, ", ".join(aug.ops)
+        )
+    train = train.cast_column("label", Value("int64"))
+    extra = Dataset.from_dict({"text": texts, "label": [-100] * len(texts)}, features=train.features)
+    return concatenate_datasets([train, extra])
+
+
+def cached_teacher_logits(spec: DistillSpec, ctx: StageContext, teacher, tokenizer, rows):
+    """The teacher's logits for ``rows``, computed once per stage run (trials share them)."""
+    from transformers import DataCollatorWithPadding
+
+    from ..data import tokenize
+    from ..distillation import teacher_logits
+
+    key = ("teacher_logits", str(ctx.inputs["input"]), spec.max_length, spec.augment.model_dump_json(), ctx.seed)
+    if key not in ctx.memo:
+        ctx.log.info("Caching teacher logits for %d training examples", len(rows))
+        ctx.memo[key] = teacher_logits(
+            teacher, tokenize(rows, tokenizer, spec.max_length), DataCollatorWithPadding(tokenizer)
+        )
+    return ctx.memo[key]
+
+
+def layer_targets(spec: DistillSpec, teacher, student, tokenizer, teacher_tokenizer):
+    """What the hidden-state and attention losses need; refuses a student they cannot pair."""
+    from ..distillation import LayerTargets
+
+    layer_map = spec.layer_map or spec.keep_layers
+    t_conf, s_conf = teacher.config, student.config
+    problems = []
+    if len(layer_map) != s_conf.num_hidden_layers:
+        problems.append(f"layer_map has {len(layer_map)} entries for a student of {s_conf.num_hidden_layers} layers")
+    if max(layer_map) >= t_conf.num_hidden_layers:
+        problems.append(f"layer_map {layer_map} names a layer past the teacher's {t_conf.num_hidden_layers}")
+    if spec.hidden_weight > 0 and s_conf.hidden_size != t_conf.hidden_size:
+        problems.append(f"hidden sizes differ (student {s_conf.hidden_size}, teacher {t_conf.hidden_size})")
+    if spec.attention_weight > 0 and s_conf.num_attention_heads != t_conf.num_attention_heads:
+        problems.append(
+            f"head counts differ (student {s_conf.num_attention_heads}, teacher {t_conf.num_attention_heads})"
+        )
+    if tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+        problems.append("student and teacher tokenize differently, so their positions do not pair")
+    if problems:
+        raise ValueError(
+            "hidden_weight/attention_weight cannot pair this student with its teacher: " + "; ".join(problems)
+        )
+    if spec.attention_weight > 0:  # fused attention kernels return no attention maps
+        for model in (teacher, student):
+            model.set_attn_implementation("eager")
+    return LayerTargets(teacher, spec.hidden_weight, spec.attention_weight, list(layer_map))

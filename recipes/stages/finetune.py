@@ -6,8 +6,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..training import TrainingSpec, accuracy, fit_and_save, training_arguments
-from .base import StageContext, register
+from ..bounds import Text
+from ..training import TrainingSpec, eval_metrics, fit_and_save, training_arguments
+from .base import TRAINING_LIBRARIES, Publishing, StageContext, register
 
 
 class FinetuneSpec(TrainingSpec):
@@ -27,13 +28,25 @@ class FinetuneSpec(TrainingSpec):
     """
 
     type: Literal["finetune"]
-    input: str = Field(description="Model to start from: a key of `models` or an earlier stage.")
+    input: Text = Field(description="Model to start from: a key of `models` or an earlier stage.")
 
     def refs(self) -> dict[str, str]:
         return {"input": self.input}
 
+    def labelled_roles(self) -> set[str]:
+        return set()  # the head is replaced for the dataset's labels
 
-@register("finetune", FinetuneSpec)
+
+#: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
+PUBLISHING = Publishing(
+    relation="finetune",
+    phrase="fine-tuned on the recipe's dataset",
+    repo_dir="",
+    usage="usage/pytorch.md.j2",
+)
+
+
+@register("finetune", FinetuneSpec, libraries=TRAINING_LIBRARIES, publishing=PUBLISHING)
 def run(spec: FinetuneSpec, ctx: StageContext) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
 
@@ -52,6 +65,6 @@ def run(spec: FinetuneSpec, ctx: StageContext) -> dict:
         train_dataset=data.tokenized("train", tokenizer, spec.max_length),
         eval_dataset=data.tokenized("eval", tokenizer, spec.max_length),
         data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=accuracy,
+        compute_metrics=eval_metrics(data.oos_id),
     )
     return fit_and_save(trainer, tokenizer, ctx.out_dir)

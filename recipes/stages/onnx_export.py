@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
-from .base import StageContext, StageSpec, register
+from ..bounds import FiniteFloat, Fraction, Opset, SampleCount, Text
+from .base import ONNX_LIBRARIES, Publishing, StageContext, StageSpec, register
 
 
 class OnnxStageSpec(StageSpec):
@@ -19,10 +20,10 @@ class OnnxStageSpec(StageSpec):
     recorded) or the argmax agreement falls below ``min_agreement``.
     """
 
-    input: str = Field(description="Model to convert: a key of `models` or an earlier stage.")
-    parity_samples: PositiveInt = Field(256, description="Eval rows the output is compared on.")
-    atol: float | None = Field(None, gt=0, description="Max |logit difference| allowed; null records it only.")
-    min_agreement: float = Field(0.99, ge=0, le=1, description="Least share of eval rows with the same argmax.")
+    input: Text = Field(description="Model to convert: a key of `models` or an earlier stage.")
+    parity_samples: SampleCount = Field(256, description="Eval rows the output is compared on.")
+    atol: FiniteFloat | None = Field(None, gt=0, description="Max |logit difference| allowed; null records it only.")
+    min_agreement: Fraction = Field(0.99, description="Least share of eval rows with the same argmax.")
 
     def refs(self) -> dict[str, str]:
         return {"input": self.input}
@@ -46,11 +47,15 @@ class ExportOnnxSpec(OnnxStageSpec):
     """
 
     type: Literal["export-onnx"]
-    opset: int | None = Field(None, ge=11, description="ONNX opset; null: optimum's default for the architecture.")
-    atol: float | None = Field(1e-3, gt=0, description="Max |logit difference| vs PyTorch; null records it only.")
+    opset: Opset | None = Field(None, description="ONNX opset; null: optimum's default for the architecture.")
+    atol: FiniteFloat | None = Field(1e-3, gt=0, description="Max |logit difference| vs PyTorch; null: record only.")
 
 
-@register("export-onnx", ExportOnnxSpec)
+#: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
+PUBLISHING = Publishing(tag="onnx", phrase="exported to ONNX", repo_dir="onnx", usage="usage/onnx.md.j2")
+
+
+@register("export-onnx", ExportOnnxSpec, libraries=ONNX_LIBRARIES, publishing=PUBLISHING)
 def run(spec: ExportOnnxSpec, ctx: StageContext) -> dict:
     from optimum.exporters.onnx import main_export
 

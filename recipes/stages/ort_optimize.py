@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import StageContext, register
+from .base import ONNX_LIBRARIES, Publishing, StageContext, register
 from .onnx_export import OnnxStageSpec
 
 #: Spec fields passed to ``optimum.onnxruntime.OptimizationConfig`` under the same name.
@@ -64,7 +64,16 @@ class OrtOptimizeSpec(OnnxStageSpec):
         return self.level >= 2 or self.transformers_fusions
 
 
-@register("ort-optimize", OrtOptimizeSpec)
+#: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
+PUBLISHING = Publishing(
+    tag="onnx",
+    phrase="graph-optimized offline with ONNX Runtime",
+    repo_dir="onnx",
+    usage="usage/onnx.md.j2",
+)
+
+
+@register("ort-optimize", OrtOptimizeSpec, libraries=ONNX_LIBRARIES, publishing=PUBLISHING)
 def run(spec: OrtOptimizeSpec, ctx: StageContext) -> dict:
     from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import OptimizationConfig
@@ -84,6 +93,13 @@ def run(spec: OrtOptimizeSpec, ctx: StageContext) -> dict:
     written = ctx.out_dir / f"{source.stem}_optimized.onnx"
     if written.name != OPTIMIZED_FILE:
         written.rename(ctx.out_dir / OPTIMIZED_FILE)
-    metrics, graph = conclude_stage(spec, ctx, OPTIMIZED_FILE, source, dtype="float16" if spec.fp16 else "float32",
-                                    level=spec.level, transformers_fusions=spec.transformers_fusions)
+    metrics, graph = conclude_stage(
+        spec,
+        ctx,
+        OPTIMIZED_FILE,
+        source,
+        dtype="float16" if spec.fp16 else "float32",
+        level=spec.level,
+        transformers_fusions=spec.transformers_fusions,
+    )
     return {**metrics, "fused_ops": graph["contrib_ops"], "ops": graph["ops"]}

@@ -20,9 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
-from .base import StageContext, register
+from ..bounds import Fraction, SampleCount
+from .base import ONNX_LIBRARIES, Publishing, StageContext, register
 from .onnx_export import ExportOnnxSpec, OnnxStageSpec
 from .ort_optimize import OrtOptimizeSpec
 
@@ -52,12 +53,14 @@ class OrtQuantizeSpec(OnnxStageSpec):
 
     type: Literal["ort-quantize"]
     mode: Literal["dynamic", "static"] = "dynamic"
-    engine: Literal["optimum", "onnxruntime"] = Field("optimum", description="Who quantizes; see the module docstring.")
+    engine: Literal["optimum", "onnxruntime"] = Field(
+        "optimum", description="Who quantizes; see the module docstring."
+    )
     preset: Preset | None = Field(None, description="AutoQuantizationConfig preset; null: chosen from the CPU flags.")
     per_channel: bool = Field(False, description="Per-channel (per-row) weight scales.")
     calibration: Literal["minmax", "percentiles"] = Field("minmax", description="Static mode: how ranges are set.")
-    calibration_samples: PositiveInt = Field(128, description="Static mode: train rows used for calibration.")
-    min_agreement: float = Field(0.95, ge=0, le=1, description="Least share of eval rows with the fp32 argmax.")
+    calibration_samples: SampleCount = Field(128, description="Static mode: train rows used for calibration.")
+    min_agreement: Fraction = Field(0.95, description="Least share of eval rows with the fp32 argmax.")
 
     @model_validator(mode="after")
     def _engine_supports_settings(self):
@@ -88,11 +91,15 @@ def onnx_stage_problems(recipe) -> list[str]:
         where = f"stage {stage.name!r} ({stage.type}) input {stage.input!r} ({source.type})"
         if isinstance(stage, ExportOnnxSpec):
             if source.type in onnx_types | {"quantize-dynamic"}:
-                problems.append(f"{where}: export-onnx takes a PyTorch fp32 model; "
-                                "take the fp32 model it was made from (finetune, distill)")
+                problems.append(
+                    f"{where}: export-onnx takes a PyTorch fp32 model; "
+                    "take the fp32 model it was made from (finetune, distill)"
+                )
         elif source.type not in onnx_types:
-            problems.append(f"{where}: {stage.type} takes an ONNX model; add an export-onnx stage "
-                            f"with input {stage.input!r} and take that")
+            problems.append(
+                f"{where}: {stage.type} takes an ONNX model; add an export-onnx stage "
+                f"with input {stage.input!r} and take that"
+            )
         elif isinstance(stage, OrtQuantizeSpec) and (problem := _int8_input_problem(stage, source)):
             problems.append(f"{where}: {problem}")
     return problems
@@ -143,8 +150,11 @@ def _calibration_dataset(spec: OrtQuantizeSpec, ctx: StageContext, quantizer):
     rows = train.select(range(min(spec.calibration_samples, len(train))))
     tokenizer = AutoTokenizer.from_pretrained(ctx.inputs["input"])
     # one batch, padded to its longest row: histogram calibrators stack rows, so lengths must match
-    tokenized = rows.map(lambda b: tokenizer(b["text"], padding="longest", truncation=True, max_length=128),
-                         batched=True, batch_size=None)
+    tokenized = rows.map(
+        lambda b: tokenizer(b["text"], padding="longest", truncation=True, max_length=128),
+        batched=True,
+        batch_size=None,
+    )
     return quantizer.clean_calibration_dataset(tokenized)  # keeps the graph's inputs only
 
 
@@ -178,8 +188,12 @@ def _quantize_optimum(spec: OrtQuantizeSpec, ctx: StageContext, source: Path) ->
                 onnx_augmented_model_name=Path(tmp) / "augmented_model.onnx",
                 operators_to_quantize=qconfig.operators_to_quantize,
             )
-        recorded.update(calibration=spec.calibration, calibration_rows=len(dataset), quant_format=qconfig.format.name,
-                        float_ops=list(STATIC_FLOAT_OPS))
+        recorded.update(
+            calibration=spec.calibration,
+            calibration_rows=len(dataset),
+            quant_format=qconfig.format.name,
+            float_ops=list(STATIC_FLOAT_OPS),
+        )
     quantizer.quantize(qconfig, ctx.out_dir, calibration_tensors_range=ranges)  # + config, tokenizer, ort_config
     return recorded
 
@@ -207,7 +221,17 @@ def _is_int8_op(op_type: str) -> bool:
     return op_type.startswith("Q") or "quant" in op_type.lower() or "Integer" in op_type
 
 
-@register("ort-quantize", OrtQuantizeSpec)
+#: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
+PUBLISHING = Publishing(
+    tag="quantization",
+    relation="quantized",
+    phrase="int8-quantized with ONNX Runtime",
+    repo_dir="onnx",
+    usage="usage/onnx.md.j2",
+)
+
+
+@register("ort-quantize", OrtQuantizeSpec, libraries=ONNX_LIBRARIES, publishing=PUBLISHING)
 def run(spec: OrtQuantizeSpec, ctx: StageContext) -> dict:
     from ..onnxio import QUANTIZED_FILE, conclude_stage, onnx_path
 

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import StageContext, StageSpec, register
+from ..bounds import Text
+from .base import Publishing, StageContext, StageSpec, register
 
 
 class QuantizeDynamicSpec(StageSpec):
@@ -24,14 +25,24 @@ class QuantizeDynamicSpec(StageSpec):
     """
 
     type: Literal["quantize-dynamic"]
-    input: str = Field(description="Model to quantize: a key of `models` or an earlier stage.")
+    input: Text = Field(description="Model to quantize: a key of `models` or an earlier stage.")
     uses_dataset = False
 
     def refs(self) -> dict[str, str]:
         return {"input": self.input}
 
 
-@register("quantize-dynamic", QuantizeDynamicSpec)
+#: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
+PUBLISHING = Publishing(
+    tag="quantization",
+    relation="quantized",
+    repo_dir="int8",
+    usage="usage/pytorch-dynamic-int8.md.j2",
+    phrase="PyTorch dynamic int8 quantization of every Linear layer",
+)
+
+
+@register("quantize-dynamic", QuantizeDynamicSpec, libraries=("torch", "transformers"), publishing=PUBLISHING)
 def run(spec: QuantizeDynamicSpec, ctx: StageContext) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

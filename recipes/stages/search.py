@@ -7,10 +7,12 @@ import os
 import shutil
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, PositiveInt, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from ..bounds import FiniteFloat, Seed, TrialCount
+from ..metrics import Objective
 from . import distill
-from .base import StageContext, StrictSpec, register
+from .base import TRAINING_LIBRARIES, Publishing, StageContext, StrictSpec, register
 from .distill import DistillSpec
 
 #: Trial folders inside the stage's output; only the best trial's files leave it.
@@ -41,10 +43,10 @@ SearchableName = Annotated[str, AfterValidator(_searchable)]
 class SearchRange(StrictSpec):
     """One searched parameter: ``{low, high, log}`` (a range) or ``{choices: [...]}``."""
 
-    low: float | None = None
-    high: float | None = None
+    low: FiniteFloat | None = None
+    high: FiniteFloat | None = None
     log: bool = Field(False, description="Sample the range on a log scale (needs low > 0).")
-    choices: list[int | float] | None = Field(None, min_length=1)
+    choices: list[int | FiniteFloat] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _one_form(self):
@@ -58,7 +60,9 @@ class SearchRange(StrictSpec):
         if self.low is None or self.high is None:
             raise ValueError("a range needs both `low` and `high`")
         if not self.low < self.high:
-            raise ValueError(f"low ({self.low:g}) must be less than high ({self.high:g}); for one value, fix the field instead")
+            raise ValueError(
+                f"low ({self.low:g}) must be less than high ({self.high:g}); for one value, fix the field instead"
+            )
         if self.log and self.low <= 0:
             raise ValueError(f"a log range needs low > 0, got {self.low:g}")
         return self
@@ -105,10 +109,15 @@ class SearchDistillSpec(DistillSpec):
     space: dict[SearchableName, SearchRange] = Field(
         description="Parameter name -> range or choices; any numeric distill field that is not fixed."
     )
-    n_trials: PositiveInt = 10
-    timeout_s: float | None = Field(None, gt=0, description="Start no new trial after this many seconds.")
-    sampler_seed: int | None = Field(None, description="TPE sampler seed; default: the recipe seed.")
-    startup_trials: PositiveInt | None = Field(
+    metric: Objective = Field(
+        "accuracy",
+        description="Eval metric the search maximizes; all but accuracy need "
+        "dataset.oos_label (balanced: mean of in-scope accuracy and oos recall).",
+    )
+    n_trials: TrialCount = 10
+    timeout_s: FiniteFloat | None = Field(None, gt=0, description="Start no new trial after this many seconds.")
+    sampler_seed: Seed | None = Field(None, description="TPE sampler seed; default: the recipe seed.")
+    startup_trials: TrialCount | None = Field(
         None, description="Random trials before TPE models the results; default: half of n_trials, at most 10."
     )
 
@@ -123,7 +132,9 @@ class SearchDistillSpec(DistillSpec):
                 try:
                     _FIELD_CHECKS[name].validate_python(value)
                 except ValidationError as err:
-                    problems.append(f"space -> {name} -> {where}: {value!r} is not a valid {name} ({err.errors()[0]['msg']})")
+                    problems.append(
+                        f"space -> {name} -> {where}: {value!r} is not a valid {name} ({err.errors()[0]['msg']})"
+                    )
         if problems:
             raise ValueError("; ".join(problems))
         return space
@@ -133,10 +144,13 @@ class SearchDistillSpec(DistillSpec):
         both = sorted(self.model_fields_set & set(self.space))
         if both:
             raise ValueError(
-                f"{', '.join(map(repr, both))} both fixed and searched: remove the fixed value "
-                f"or the `space` entry"
+                f"{', '.join(map(repr, both))} both fixed and searched: remove the fixed value or the `space` entry"
             )
         return self
+
+    @property
+    def needs_oos_label(self) -> bool:  # type: ignore[override]
+        return self.metric != "accuracy"
 
     def trial_spec(self, params: dict) -> DistillSpec:
         """The ``distill`` spec of one trial: this spec's fixed fields plus the sampled ``params``."""
@@ -148,7 +162,17 @@ def _summary(trial) -> dict:
     return {"number": trial.number, "value": trial.value, "params": trial.params}
 
 
-@register("search-distill", SearchDistillSpec)
+#: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
+PUBLISHING = Publishing(
+    tag="distillation",
+    relation="finetune",
+    repo_dir="",
+    usage="usage/pytorch.md.j2",
+    phrase="distilled from `{input}`, the best of an Optuna search over the distillation settings",
+)
+
+
+@register("search-distill", SearchDistillSpec, libraries=(*TRAINING_LIBRARIES, "optuna"), publishing=PUBLISHING)
 def run(spec: SearchDistillSpec, ctx: StageContext) -> dict:
     import optuna
     import transformers
@@ -168,10 +192,10 @@ def run(spec: SearchDistillSpec, ctx: StageContext) -> dict:
         ctx.log.info("Trial %d of %d: %s", trial.number, spec.n_trials, params)
         transformers.set_seed(ctx.seed)  # every trial starts where a lone distill run would
         metrics = distill.run(spec.trial_spec(params), trial_ctx)
-        if metrics.get("eval_accuracy") is None:
-            raise ValueError(f"trial {trial.number} recorded no eval accuracy: train at least one full epoch")
+        if metrics.get(f"eval_{spec.metric}") is None:
+            raise ValueError(f"trial {trial.number} recorded no eval {spec.metric}: train at least one full epoch")
         results[trial.number] = metrics
-        return metrics["eval_accuracy"]
+        return metrics[f"eval_{spec.metric}"]
 
     def keep_best_only(study, trial) -> None:
         """Delete each finished trial's model unless it is the best so far (then the old best's)."""
@@ -182,7 +206,7 @@ def run(spec: SearchDistillSpec, ctx: StageContext) -> dict:
 
     study.optimize(objective, n_trials=spec.n_trials, timeout=spec.timeout_s, callbacks=[keep_best_only])
     best = study.best_trial
-    ctx.log.info("Best trial %d: eval_accuracy=%.4f %s", best.number, best.value, best.params)
+    ctx.log.info("Best trial %d: eval_%s=%.4f %s", best.number, spec.metric, best.value, best.params)
     for path in (trials_dir / str(best.number)).iterdir():
         os.replace(path, ctx.out_dir / path.name)
     shutil.rmtree(trials_dir)

@@ -1,0 +1,377 @@
+"""The run folder: its file names and its typed records, written and read only through here.
+
+Layout (``<output root>/<scope>/<recipe>/``; the scope names the dataset, base model and seed
+that every recipe of one plan shares, see :mod:`recipes.planning`)::
+
+    recipe.yaml        the resolved recipe (overrides applied)
+    run.json           :class:`RunRecord`
+    run.log            the log of every run
+    .lock              held (flock) by the run that writes the folder; names its pid and host
+    <stage>/           the stage's files + .stage.json (:class:`StageRecord`)
+    <stage>/benchmark.json   :class:`BenchmarkResult`, for benchmark stages
+
+Every record carries ``schema_version``. A record of an older version is a cache miss (the
+stage reruns and says why); a record of a newer version, or one that is not a record at all,
+is a :class:`~recipes.errors.RunFolderError` naming the file, never a ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import RunFolderBusyError, RunFolderError
+
+SCHEMA_VERSION = 2
+STAGE_RECORD = ".stage.json"
+RUN_FILE = "run.json"
+RESOLVED_RECIPE_FILE = "recipe.yaml"
+RUN_LOG = "run.log"
+LOCK_FILE = ".lock"
+BENCHMARK_FILE = "benchmark.json"
+SCOPE_FILE = "scope.json"
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary sibling, then rename it over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_outputs(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (records excluded), by relative POSIX path."""
+    return {
+        p.relative_to(folder).as_posix(): sha256_file(p)
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file() and p.name != STAGE_RECORD
+    }
+
+
+def changed_outputs(folder: Path, recorded: dict[str, str]) -> list[str]:
+    """Why ``folder``'s files no longer match ``recorded`` (empty: they all do)."""
+    problems = []
+    for name, digest in sorted(recorded.items()):
+        path = Path(folder) / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{name} changed since the stage finished")
+    return problems
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+def _from_dict(cls, data: Any, path: Path):
+    """``cls(**data)`` for a record of this schema version; a clear error for anything else."""
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise RunFolderError(f"{path}: not a {cls.__name__} (no schema_version); it was not written by this tool.")
+    version = data["schema_version"]
+    if version != SCHEMA_VERSION:
+        newer = isinstance(version, int) and version > SCHEMA_VERSION
+        raise RunFolderError(
+            f"{path}: {cls.__name__} of schema version {version!r}; this version reads {SCHEMA_VERSION}. "
+            + ("Upgrade the project to read it." if newer else "Rerun the recipe to rewrite it.")
+        )
+    names = {f.name for f in dataclasses.fields(cls)}
+    missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in data and _required(f))
+    if missing:
+        raise RunFolderError(f"{path}: {cls.__name__} lacks {', '.join(missing)}; rerun the recipe to rewrite it.")
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def read_json(path: Path, what: str) -> Any:
+    if not Path(path).is_file():
+        raise RunFolderError(f"{path} does not exist ({what}). Run the recipe first: python -m recipes run <name>.")
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise RunFolderError(f"{path}: unreadable ({err}); rerun the recipe to rewrite it.") from None
+
+
+@dataclass
+class StageRecord:
+    """``<stage>/.stage.json``: what a finished stage was made from and what it wrote."""
+
+    stage: str
+    type: str
+    fingerprint: str  # sha256 of ``key``
+    key: dict  # everything that shaped the result: spec, inputs, data, seed, code, libraries
+    refs: dict[str, str]  # role -> model name in the recipe
+    outputs: dict[str, str]  # relative path -> sha256
+    metrics: dict
+    wall_s: float
+    finished_at: str
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def spec(self) -> dict:
+        return self.key["spec"]
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        return self.key["inputs"]
+
+    @property
+    def content_fingerprint(self) -> str:
+        """What the stage's model is, for the stages that read it: the hash of its files."""
+        return hashlib.sha256(json.dumps(self.outputs, sort_keys=True).encode()).hexdigest()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def read(cls, stage_dir: Path) -> StageRecord:
+        path = Path(stage_dir) / STAGE_RECORD
+        return _from_dict(cls, read_json(path, "the stage record"), path)
+
+
+@dataclass
+class StageEntry:
+    """One stage of a run, as ``run.json`` lists it."""
+
+    name: str
+    type: str
+    status: str  # "ran" | "cached"
+    fingerprint: str
+    wall_s: float  # this run's time on it (0 when cached)
+    run_wall_s: float  # the time it took when it ran
+    refs: dict[str, str]
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    metrics: dict
+
+
+@dataclass
+class RunRecord:
+    """``run.json``: the recipe as run, where and with what, and each stage's result."""
+
+    recipe: str
+    scope: str
+    recipe_file: str
+    recipe_sha256: str
+    recipe_text: str
+    overrides: list[str]
+    resolved: dict  # the recipe after overrides
+    seed: int
+    status: str  # "finished" | "failed at <stage>"
+    git_commit: str | None
+    machine: dict
+    wall_s: float
+    final_model: str | None
+    models: dict[str, dict]  # every model name -> {"path", "fingerprint"}
+    stages: list[dict]  # StageEntry as dicts
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    def stage_entries(self) -> list[StageEntry]:
+        return [StageEntry(**s) for s in self.stages]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunRecord:
+        path = Path(run_dir) / RUN_FILE
+        return _from_dict(cls, read_json(path, "the run record"), path)
+
+
+@dataclass
+class BenchmarkResult:
+    """``benchmark.json``: every measured model (rows as dicts, see the benchmark stage)."""
+
+    baseline: str
+    query: str
+    warmup: int
+    runs: int
+    dataset: dict
+    machine: dict
+    models: list[dict]
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def write(self, stage_dir: Path) -> None:
+        write_json(Path(stage_dir) / BENCHMARK_FILE, self.to_dict())
+
+    @classmethod
+    def from_file(cls, path: Path) -> BenchmarkResult:
+        return _from_dict(cls, read_json(path, "the benchmark results"), path)
+
+
+# --- the folder --------------------------------------------------------------------------------
+
+
+@dataclass
+class RunFolder:
+    """``<output root>/<scope>/<recipe>/`` and the operations on it."""
+
+    path: Path
+    scope: str = field(default="")
+
+    def __post_init__(self):
+        self.path = Path(self.path)
+
+    @classmethod
+    def of(cls, output_root: Path, scope: str, recipe: str) -> RunFolder:
+        return cls(Path(output_root) / scope / recipe, scope)
+
+    @property
+    def recipe(self) -> str:
+        return self.path.name
+
+    @property
+    def run_file(self) -> Path:
+        return self.path / RUN_FILE
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / RUN_LOG
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK_FILE
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.path / stage
+
+    def temp_dir(self, stage: str) -> Path:
+        """Where ``stage`` is written before it is finished: ``.<stage>.tmp-<pid>``."""
+        return self.path / f".{stage}.tmp-{os.getpid()}"
+
+    def write_recipe(self, text: str) -> None:
+        atomic_write_text(self.path / RESOLVED_RECIPE_FILE, text)
+
+    def read_recipe(self) -> str:
+        return (self.path / RESOLVED_RECIPE_FILE).read_text()
+
+    def write_run(self, record: RunRecord) -> None:
+        write_json(self.run_file, record.to_dict())
+
+    def read_run(self) -> RunRecord:
+        return RunRecord.read(self.path)
+
+    def read_stage(self, stage: str) -> StageRecord:
+        return StageRecord.read(self.stage_dir(stage))
+
+    def finish_stage(self, temp: Path, record: StageRecord) -> Path:
+        """Write ``record`` into ``temp`` and move it into place, replacing an older result."""
+        write_json(temp / STAGE_RECORD, record.to_dict())
+        target = self.stage_dir(record.stage)
+        if target.exists():
+            old = self.path / f".{record.stage}.old-{os.getpid()}"
+            os.replace(target, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(temp, target)
+        return target
+
+    @contextlib.contextmanager
+    def lock(
+        self, wait: bool = True, on_wait: Callable[[str], None] | None = None, poll_s: float = 1.0
+    ) -> Iterator[None]:
+        """Hold the folder for one run. Another live run's lock makes this wait (``on_wait`` is
+        told once, with the owner) or, with ``wait=False``, raise :class:`RunFolderBusyError`.
+
+        ``flock`` is released by the kernel when its process dies, so the lock of a killed run
+        is taken over at once; the pid and host in the file are for the message only.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            told = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    owner = self._lock_owner()
+                    message = f"{self.path} is in use by {owner}"
+                    if not wait:
+                        raise RunFolderBusyError(
+                            f"{message}. Wait for that run to finish, or use another --output-dir."
+                        ) from None
+                    if on_wait is not None and not told:
+                        on_wait(f"{message}; waiting for it to finish")
+                        told = True
+                    time.sleep(poll_s)
+            started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": started}).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _lock_owner(self) -> str:
+        try:
+            info = json.loads(self.lock_file.read_text() or "{}")
+            return f"pid {info['pid']} on {info['host']} since {info['since']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete what interrupted runs left (``.*.tmp-<pid>``, ``.*.old-<pid>``) unless a live
+        process other than this one owns it. Returns what was removed."""
+        removed = []
+        for stale in [*self.path.glob(".*.tmp-*"), *self.path.glob(".*.old-*")]:
+            owner = stale.name.rsplit("-", 1)[-1]
+            if owner.isascii() and owner.isdigit() and int(owner) != os.getpid() and pid_alive(int(owner)):
+                continue
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+            removed.append(stale)
+        return removed
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_runs(output_root: Path) -> list[RunFolder]:
+    """Every run folder under ``output_root`` (``<scope>/<recipe>/run.json``), sorted."""
+    root = Path(output_root)
+    return [RunFolder(p.parent, p.parent.parent.name) for p in sorted(root.glob(f"*/*/{RUN_FILE}"))]

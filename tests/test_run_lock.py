@@ -1,0 +1,119 @@
+"""One run at a time per run folder: a second run waits (or, with --no-wait, refuses with a
+clear message); the lock of a dead run is taken over; temporaries of live runs are kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from recipes.errors import RunFolderBusyError
+from recipes.planning import make_plan
+from recipes.runfolder import RunFolder
+
+from .tiny import CLINC_DIR, REPO_ROOT, tiny_bert
+
+HOLD = (
+    "import sys, time; from recipes.runfolder import RunFolder\nwith RunFolder(sys.argv[1]).lock():\n"
+    "    print('locked', flush=True); time.sleep(float(sys.argv[2]))\n"
+)
+
+
+def hold_lock(path, seconds: float) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path), str(seconds)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_second_run_refuses_or_waits(tmp_path):
+    folder = RunFolder(tmp_path / "scope" / "kd")
+    holder = hold_lock(folder.path, 3)
+    with pytest.raises(RunFolderBusyError, match=f"in use by pid {holder.pid} on .* since"):
+        with folder.lock(wait=False):
+            pass
+    told, start = [], time.time()
+    with folder.lock(wait=True, on_wait=told.append, poll_s=0.1):
+        waited = time.time() - start
+    assert holder.wait(timeout=10) == 0
+    assert waited > 1 and len(told) == 1 and "waiting for it to finish" in told[0]
+
+
+def test_lock_of_a_dead_run_is_taken_over(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    folder.lock_file.write_text(json.dumps({"pid": 999999, "host": "gone", "since": "2026-01-01"}))
+    holder = hold_lock(folder.path, 0)  # a run that exits (or is killed) releases its lock with it
+    holder.kill()
+    holder.wait()
+    with folder.lock(wait=False):
+        assert json.loads(folder.lock_file.read_text())["pid"] == os.getpid()
+
+
+def test_only_temporaries_of_dead_runs_are_removed(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        mine = folder.path / f".finetune.tmp-{live.pid}"
+        dead = folder.path / ".distill.tmp-999999"
+        old = folder.path / ".export.old-999999"
+        for path in (mine, dead, old):
+            (path / "part").mkdir(parents=True)
+        removed = folder.remove_stale_temporaries()
+        assert sorted(removed) == sorted([dead, old]) and mine.exists() and not dead.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+@pytest.fixture
+def quantize_recipe(tmp_path):
+    recipe = {
+        "name": "q",
+        "description": "int8 of a tiny BERT.",
+        "dataset": {
+            "id": str(CLINC_DIR),
+            "config": "plus",
+            "label_column": "intent",
+            "max_samples": {"train": 8, "eval": 8, "test": 8},
+        },
+        "models": {"base": str(tiny_bert(tmp_path / "bert"))},
+        "stages": [{"name": "quantize", "type": "quantize-dynamic", "input": "base"}],
+    }
+    path = tmp_path / "q.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def run_cli(*args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "recipes", "run", *map(str, args), "--no-publish"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_runs_of_one_recipe_never_collide(quantize_recipe, tmp_path, clinc_dir):
+    out = tmp_path / "out"
+    folder = RunFolder.of(out, make_plan(str(quantize_recipe)).scope, "q")
+    with folder.lock():  # another run is busy with this folder
+        refused = run_cli(quantize_recipe, "--output-dir", out, "--no-wait")
+        _, err = refused.communicate(timeout=120)
+        assert refused.returncode == 3, err
+        assert f"error: {folder.path} is in use by pid {os.getpid()}" in err and "Traceback" not in err
+        waiting = run_cli(quantize_recipe, "--output-dir", out)
+        time.sleep(8)
+        assert waiting.poll() is None, "the second run did not wait"
+        assert not (folder.path / "quantize").exists()
+    _, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert "waiting for it to finish" in err
+    assert folder.read_run().finished and (folder.path / "quantize" / ".stage.json").is_file()
