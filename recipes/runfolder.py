@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import RunFolderBusyError, RunFolderError
 
@@ -122,9 +122,34 @@ def read_json(path: Path, what: str) -> Any:
         raise RunFolderError(f"{path}: unreadable ({err}); rerun the recipe to rewrite it.") from None
 
 
+class _Record:
+    """A JSON record of the run folder: ``FILE`` in a folder, read back with its schema checked."""
+
+    FILE: ClassVar[str]
+    WHAT: ClassVar[str]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def write(self, folder: Path) -> None:
+        write_json(Path(folder) / self.FILE, self.to_dict())
+
+    @classmethod
+    def read(cls, folder: Path):
+        path = Path(folder) / cls.FILE
+        return _from_dict(cls, read_json(path, cls.WHAT), path)
+
+    @classmethod
+    def from_file(cls, path: Path):
+        return _from_dict(cls, read_json(path, cls.WHAT), Path(path))
+
+
 @dataclass
-class StageRecord:
+class StageRecord(_Record):
     """``<stage>/.stage.json``: what a finished stage was made from and what it wrote."""
+
+    FILE: ClassVar[str] = STAGE_RECORD
+    WHAT: ClassVar[str] = "the stage record"
 
     stage: str
     type: str
@@ -150,14 +175,6 @@ class StageRecord:
         """What the stage's model is, for the stages that read it: the hash of its files."""
         return hashlib.sha256(json.dumps(self.outputs, sort_keys=True).encode()).hexdigest()
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def read(cls, stage_dir: Path) -> StageRecord:
-        path = Path(stage_dir) / STAGE_RECORD
-        return _from_dict(cls, read_json(path, "the stage record"), path)
-
 
 @dataclass
 class StageEntry:
@@ -176,8 +193,11 @@ class StageEntry:
 
 
 @dataclass
-class RunRecord:
+class RunRecord(_Record):
     """``run.json``: the recipe as run, where and with what, and each stage's result."""
+
+    FILE: ClassVar[str] = RUN_FILE
+    WHAT: ClassVar[str] = "the run record"
 
     recipe: str
     scope: str
@@ -203,18 +223,13 @@ class RunRecord:
     def stage_entries(self) -> list[StageEntry]:
         return [StageEntry(**s) for s in self.stages]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def read(cls, run_dir: Path) -> RunRecord:
-        path = Path(run_dir) / RUN_FILE
-        return _from_dict(cls, read_json(path, "the run record"), path)
-
 
 @dataclass
-class BenchmarkResult:
+class BenchmarkResult(_Record):
     """``benchmark.json``: every measured model (rows as dicts, see the benchmark stage)."""
+
+    FILE: ClassVar[str] = BENCHMARK_FILE
+    WHAT: ClassVar[str] = "the benchmark results"
 
     baseline: str
     query: str
@@ -224,16 +239,6 @@ class BenchmarkResult:
     machine: dict
     models: list[dict]
     schema_version: int = SCHEMA_VERSION
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def write(self, stage_dir: Path) -> None:
-        write_json(Path(stage_dir) / BENCHMARK_FILE, self.to_dict())
-
-    @classmethod
-    def from_file(cls, path: Path) -> BenchmarkResult:
-        return _from_dict(cls, read_json(path, "the benchmark results"), path)
 
 
 # --- the folder --------------------------------------------------------------------------------
@@ -283,7 +288,7 @@ class RunFolder:
         return (self.path / RESOLVED_RECIPE_FILE).read_text()
 
     def write_run(self, record: RunRecord) -> None:
-        write_json(self.run_file, record.to_dict())
+        record.write(self.path)
 
     def read_run(self) -> RunRecord:
         return RunRecord.read(self.path)
@@ -293,7 +298,7 @@ class RunFolder:
 
     def finish_stage(self, temp: Path, record: StageRecord) -> Path:
         """Write ``record`` into ``temp`` and move it into place, replacing an older result."""
-        write_json(temp / STAGE_RECORD, record.to_dict())
+        record.write(temp)
         target = self.stage_dir(record.stage)
         if target.exists():
             old = self.path / f".{record.stage}.old-{os.getpid()}"

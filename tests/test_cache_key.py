@@ -7,7 +7,6 @@ import json
 import logging
 
 import pytest
-import yaml
 
 from recipes import cachekey
 from recipes.errors import RunFolderError
@@ -15,29 +14,14 @@ from recipes.loader import load_recipe
 from recipes.runfolder import SCHEMA_VERSION, BenchmarkResult, RunRecord, StageRecord
 from recipes.runner import Runner
 
-from .tiny import CLINC_DIR, tiny_bert
+from .tiny import quantize_recipe as make_quantize_recipe
 
 STAGE_MODULE = "recipes.stages.quantize_dynamic"
 
 
 @pytest.fixture
 def quantize_recipe(tmp_path, clinc_dir):
-    """A one-stage recipe (PyTorch dynamic int8 of a tiny BERT): cheap to run many times."""
-    recipe = {
-        "name": "q",
-        "description": "int8 of a tiny BERT.",
-        "dataset": {
-            "id": str(CLINC_DIR),
-            "config": "plus",
-            "label_column": "intent",
-            "max_samples": {"train": 8, "eval": 8, "test": 8},
-        },
-        "models": {"base": str(tiny_bert(tmp_path / "bert"))},
-        "stages": [{"name": "quantize", "type": "quantize-dynamic", "input": "base"}],
-    }
-    path = tmp_path / "q.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return str(path), tmp_path / "out"
+    return str(make_quantize_recipe(tmp_path)), tmp_path / "out"
 
 
 def run_once(recipe_path, out, caplog):

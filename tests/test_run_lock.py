@@ -10,13 +10,13 @@ import sys
 import time
 
 import pytest
-import yaml
 
 from recipes.errors import RunFolderBusyError
 from recipes.planning import make_plan
 from recipes.runfolder import RunFolder
 
-from .tiny import CLINC_DIR, REPO_ROOT, tiny_bert
+from .tiny import REPO_ROOT
+from .tiny import quantize_recipe as make_quantize_recipe
 
 HOLD = (
     "import sys, time; from recipes.runfolder import RunFolder\nwith RunFolder(sys.argv[1]).lock():\n"
@@ -73,22 +73,8 @@ def test_only_temporaries_of_dead_runs_are_removed(tmp_path):
 
 
 @pytest.fixture
-def quantize_recipe(tmp_path):
-    recipe = {
-        "name": "q",
-        "description": "int8 of a tiny BERT.",
-        "dataset": {
-            "id": str(CLINC_DIR),
-            "config": "plus",
-            "label_column": "intent",
-            "max_samples": {"train": 8, "eval": 8, "test": 8},
-        },
-        "models": {"base": str(tiny_bert(tmp_path / "bert"))},
-        "stages": [{"name": "quantize", "type": "quantize-dynamic", "input": "base"}],
-    }
-    path = tmp_path / "q.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+def quantize_recipe(tmp_path, clinc_dir):
+    return make_quantize_recipe(tmp_path)
 
 
 def run_cli(*args) -> subprocess.Popen:
