@@ -112,12 +112,14 @@ def teacher_logits(teacher, dataset, collator, batch_size: int = 64) -> np.ndarr
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
+    from .progress import bars_enabled
+
     teacher.eval()
     columns = [c for c in dataset.column_names if c != "label"]
     loader = DataLoader(dataset.select_columns(columns), batch_size=batch_size, collate_fn=collator)
     out = []
     with torch.inference_mode():
-        for batch in tqdm(loader, desc="Teacher logits"):
+        for batch in tqdm(loader, desc="Teacher logits", disable=not bars_enabled()):
             out.append(teacher(**batch).logits.float().numpy())
     return np.concatenate(out)
 
