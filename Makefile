@@ -11,11 +11,11 @@ SET_FLAGS := $(foreach s,$(SET),--set $(s))
 export LOCALHUB_TOKEN ?= hf_localhub_dev_token
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install recipe check list test lint format hub clean-outputs
+.PHONY: install recipe check list test lint format hub clean-outputs bench bench-readme
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,6 +28,24 @@ recipe: $(STAMP)
 	else \
 		$(PY) -m hubtools hub exec -- $(PY) -m recipes run $(NAME) $(SET_FLAGS); \
 	fi
+
+# The whole catalog in one comparison: runs every recipe not yet finished (cached stages reused),
+# then measures every published model, the teacher, the floor and the peer in one process, in
+# interleaved rounds (outputs/bench/: results.json, table.md, accuracy_vs_latency.png), and writes
+# README's results section from it. SET: plan-wide overrides (dataset.*, models.*, seed);
+# BENCH: more flags, e.g. BENCH="--rounds 7 --threads 1" or BENCH="--catalog my-catalog/".
+BENCH ?=
+bench: $(STAMP)
+	@if [ -n "$$HF_ENDPOINT" ]; then \
+		$(PY) -m recipes bench $(SET_FLAGS) $(BENCH); \
+	else \
+		$(PY) -m hubtools hub exec -- $(PY) -m recipes bench $(SET_FLAGS) $(BENCH); \
+	fi
+	$(PY) -m recipes bench --readme
+
+# README's results section from outputs/bench/results.json again (no measuring).
+bench-readme: $(STAMP)
+	$(PY) -m recipes bench --readme
 
 check: $(STAMP)
 	$(PY) -m recipes check --all

@@ -33,6 +33,7 @@ _EXPORTS = {
     "verify_repo": "hubtools.verify",
     "VerifyReport": "hubtools.verify",
     "RowCheck": "hubtools.verify",
+    "SpeedupCheck": "hubtools.verify",
     "build_catalog": "hubtools.catalog",
     "CatalogResult": "hubtools.catalog",
     "Variant": "hubtools.catalog",
@@ -50,6 +51,7 @@ __all__ = [
     "verify_repo",
     "VerifyReport",
     "RowCheck",
+    "SpeedupCheck",
     "build_catalog",
     "CatalogResult",
     "Variant",
@@ -72,7 +74,7 @@ if TYPE_CHECKING:
         VerificationFailedError,
     )
     from hubtools.push import PushResult, publish
-    from hubtools.verify import RowCheck, VerifyReport, verify_repo
+    from hubtools.verify import RowCheck, SpeedupCheck, VerifyReport, verify_repo
 
 
 def __getattr__(name: str):

@@ -31,6 +31,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hubtools.runinfo import DatasetRef, Hop, Layout, RowPlace, RunInfo
+from hubtools.searchcard import SearchSection, search_section
 from recipes.runfolder import BenchmarkResult
 
 CARDS_DIR = Path(__file__).resolve().parents[1] / "cards"
@@ -200,6 +201,56 @@ def best_trial(hops: list[Hop]) -> dict | None:
     return None
 
 
+# --- what pruning kept ---------------------------------------------------------------------------
+
+#: The card's bar plot of what the pruning stages on the published model's line kept.
+KEPT_PLOT_FILE = "kept.png"
+
+
+def kept_on_line(hops: list[Hop]) -> dict:
+    """The ``kept`` records (``metrics["kept"]``, see :mod:`recipes.pruning`) of the stages on the
+    line, merged oldest first: the newest count of each part, against the oldest total."""
+    vocabulary, layers = None, None
+    for hop in reversed(hops):
+        kept = hop.metrics.get("kept") or {}
+        if "vocabulary" in kept:
+            total = (vocabulary or kept["vocabulary"])["total"]
+            vocabulary = {"kept": kept["vocabulary"]["kept"], "total": total}
+        if "layers" in kept:
+            if layers is None or len(layers) != len(kept["layers"]):
+                layers = [dict(entry) for entry in kept["layers"]]
+            else:
+                for old, new in zip(layers, kept["layers"]):
+                    old.update({k: v for k, v in new.items() if not (k.endswith("_total") and k in old)})
+    return {k: v for k, v in (("vocabulary", vocabulary), ("layers", layers)) if v}
+
+
+def kept_table(kept: dict) -> str:
+    """One row per encoder layer: heads and FFN width kept (of how many), weight sparsity."""
+    layers = kept.get("layers") or []
+    columns = [
+        ("Attention heads kept", "heads", lambda e: f"{e['heads']} / {e['heads_total']}"),
+        ("FFN width kept", "ffn", lambda e: f"{e['ffn']} / {e['ffn_total']}"),
+        ("Zero weights", "sparsity", lambda e: f"{e['sparsity']:.1%}"),
+    ]
+    columns = [c for c in columns if any(c[1] in e for e in layers)]
+    if not columns:
+        return ""
+    rows = [[e["layer"], *(fn(e) if key in e else "-" for _, key, fn in columns)] for e in layers]
+    return markdown_table(["Layer", *(h for h, _, _ in columns)], rows, right=set(range(len(columns) + 1)))
+
+
+def save_kept_plot(hops: list[Hop], out_path: Path) -> Path | None:
+    """Write the bar plot of :func:`kept_on_line` to ``out_path`` (PNG); None when nothing was pruned."""
+    kept = kept_on_line(hops)
+    if not kept:
+        return None
+    from recipes.pruning import kept_figure
+
+    kept_figure(kept).savefig(out_path, format="png")
+    return Path(out_path)
+
+
 # --- the dataset ----------------------------------------------------------------------------------
 
 
@@ -319,6 +370,10 @@ class CardData:
     settings_table: str = field(init=False, default="")
     lineage: list[str] = field(init=False, default_factory=list)
     best_trial: dict | None = field(init=False, default=None)
+    search: SearchSection | None = field(init=False, default=None)  # the study of a search on the line
+    kept: dict = field(init=False, default_factory=dict)  # what pruning kept (kept_on_line); {} for none
+    kept_table: str = field(init=False, default="")
+    kept_plot_file: str = field(init=False, default=KEPT_PLOT_FILE)
     usages: list[Usage] = field(init=False, default_factory=list)  # usage snippets to show
     files: dict[str, str] = field(init=False, default_factory=dict)  # benchmark row -> file shown
 
@@ -356,6 +411,9 @@ class CardData:
         self.settings_table = settings_table(hops, info.benchmark_spec)
         self.lineage = [describe_hop(h, self.hub_url) for h in reversed(hops)]
         self.best_trial = best_trial(hops)
+        self.search = search_section(hops)
+        self.kept = kept_on_line(hops)
+        self.kept_table = kept_table(self.kept)
         self.files = {name: place.shown for name, place in layout.rows.items()}
         self.usages = usages(layout)
         return self

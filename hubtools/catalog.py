@@ -8,11 +8,19 @@ accurate, as fast and as small, and better in one) are marked, plus the same row
 ``catalog.json``. One commit. A repo whose records this version cannot read is skipped, with
 a warning.
 
+The rows of the catalog were measured each in its own run, perhaps on different machines. With
+``--bench PATH`` (default: ``outputs/bench/results.json`` when it exists, written by ``make
+bench``), the page also shows the one comparison of every catalog model measured in one process
+on one machine (:func:`recipes.bench.results_markdown`: the table, the floor, the peer, the
+targets) and its accuracy-vs-latency plot, pushed as ``bench_accuracy_vs_latency.png`` beside
+``bench.json`` (the results as measured).
+
 Python (:func:`build_catalog`, also ``hubtools.build_catalog``)::
 
     import hubtools
 
     catalog = hubtools.build_catalog("local")            # pushes local/catalog
+    hubtools.build_catalog("local", bench="outputs/bench/results.json")   # + the bench table and plot
     catalog.url, [(v.repo_id, v.accuracy, v.pareto) for v in catalog.rows]
     catalog.to_dataframe()                               # the rows, with pandas
 """
@@ -32,11 +40,17 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from hubtools.card import fmt_accuracy, fmt_ms, fmt_size, markdown_table
 from hubtools.push import commit_with_retries, namespace
 from hubtools.runinfo import LAYOUT_FILE, DatasetRef
+from recipes.bench import read_results, results_markdown
 from recipes.errors import RunFolderError
 from recipes.runfolder import BENCHMARK_FILE, RUN_FILE, BenchmarkResult, RunRecord
 
 log = logging.getLogger("hubtools.catalog")
 CATALOG_NAME = "catalog"
+#: The bench results (``make bench``) on the catalog page: the plot and the JSON.
+BENCH_PLOT_FILE = "bench_accuracy_vs_latency.png"
+BENCH_JSON_FILE = "bench.json"
+#: Where ``make bench`` writes its results: the command line's default ``--bench``.
+DEFAULT_BENCH = Path("outputs") / "bench" / "results.json"
 
 
 @dataclass
@@ -108,7 +122,20 @@ def mark_pareto(variants: list[Variant]) -> None:
         v.pareto = not any(dominates(o, v) for o in variants if o is not v)
 
 
-def catalog_readme(ns: str, variants: list[Variant], endpoint: str) -> str:
+def bench_section(results: dict) -> str:
+    """The catalog page's section of the bench results: how they were measured, the table, the
+    targets and the plot."""
+    return (
+        "## Every catalog model on one machine\n\n"
+        "The table above gathers numbers measured in separate runs. `make bench` measures the catalog's "
+        "models side by side instead: one process, one thread budget, interleaved rounds, with a floor (what "
+        "the pipeline costs with next to no model) and a peer (static embeddings + logistic regression).\n\n"
+        f"{results_markdown(results)}\n![accuracy vs latency]({BENCH_PLOT_FILE})\n\n"
+        f"The results as measured: [`{BENCH_JSON_FILE}`]({BENCH_JSON_FILE}).\n"
+    )
+
+
+def catalog_readme(ns: str, variants: list[Variant], endpoint: str, bench: dict | None = None) -> str:
     rows = [
         [
             "**yes**" if v.pareto else "",
@@ -148,6 +175,7 @@ def catalog_readme(ns: str, variants: list[Variant], endpoint: str) -> str:
         "Latencies were measured on the machine shown, each in its own run: compare rows measured on the "
         "same machine, or rerun `python -m hubtools verify <repo>` here.\n\n"
         f"{table}\n\nThe rows as JSON: [`catalog.json`](catalog.json).\n"
+        + (f"\n{bench_section(bench)}" if bench else "")
     )
 
 
@@ -159,6 +187,7 @@ class CatalogResult:
     rows: list[Variant]  # one per published repo: Pareto-marked, most accurate first
     readme: str = field(repr=False)  # the catalog's README.md (pushed, or what would be)
     url: str | None = None  # the commit's page; None when nothing was pushed
+    bench: dict | None = field(default=None, repr=False)  # the bench results shown, if any
 
     @property
     def namespace(self) -> str:
@@ -178,9 +207,14 @@ class CatalogResult:
         return pd.DataFrame(self.records(), columns=columns).set_index("repo_id")
 
 
-def build_catalog(ns: str | None = None, push: bool = True) -> CatalogResult:
+def build_catalog(ns: str | None = None, push: bool = True, bench: str | Path | bool | None = None) -> CatalogResult:
     """Read every variant of ``ns`` (default: :func:`hubtools.push.namespace`) and, with ``push``,
-    push the index to ``<ns>/catalog`` in one commit."""
+    push the index to ``<ns>/catalog`` in one commit. ``bench``: a ``results.json`` of ``make
+    bench`` whose table and plot the page shows too; None: :data:`DEFAULT_BENCH` when it exists;
+    False: none."""
+    if bench is None:
+        bench = DEFAULT_BENCH if DEFAULT_BENCH.is_file() else False
+    results = read_results(Path(bench)) if bench else None
     api = HfApi()
     ns = ns or namespace(api)
     repo_id = f"{ns}/{CATALOG_NAME}"
@@ -188,15 +222,22 @@ def build_catalog(ns: str | None = None, push: bool = True) -> CatalogResult:
     variants = [v for v in (read_variant(api, i) for i in ids) if v is not None]
     mark_pareto(variants)
     variants.sort(key=lambda v: (-v.accuracy, v.latency_ms, v.size_mb))
-    result = CatalogResult(repo_id, variants, catalog_readme(ns, variants, api.endpoint))
+    result = CatalogResult(repo_id, variants, catalog_readme(ns, variants, api.endpoint, results), bench=results)
     if not push:
         return result
     with tempfile.TemporaryDirectory(prefix="hubtools-catalog-") as tmp:
         readme, rows = Path(tmp) / "README.md", Path(tmp) / "catalog.json"
         readme.write_text(result.readme)
         rows.write_text(json.dumps(result.records(), indent=2) + "\n")
+        files = [readme, rows]
+        if results is not None:
+            from recipes.bench import bench_figure
+
+            files += [Path(tmp) / BENCH_PLOT_FILE, Path(tmp) / BENCH_JSON_FILE]
+            bench_figure(results).savefig(files[-2], format="png")
+            files[-1].write_text(json.dumps(results, indent=2) + "\n")
         api.create_repo(repo_id, exist_ok=True)
-        operations = [CommitOperationAdd(p.name, str(p)) for p in (readme, rows)]
+        operations = [CommitOperationAdd(p.name, str(p)) for p in files]
         result.url = commit_with_retries(api, repo_id, operations, f"Catalog of {ns}: {len(variants)} variant(s)")
     return result
 
@@ -209,11 +250,18 @@ def register(groups: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--namespace", help="default: 'local' on a local Hub, else the token's user")
     parser.add_argument("--dry-run", action="store_true", help="print the table, push nothing")
+    parser.add_argument(
+        "--bench",
+        metavar="PATH",
+        help=f"make bench's results.json to show too (default: {DEFAULT_BENCH} when it exists)",
+    )
+    parser.add_argument("--no-bench", action="store_true", help="leave the bench results out")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    result = build_catalog(args.namespace, push=not args.dry_run)
+    bench = False if args.no_bench else args.bench
+    result = build_catalog(args.namespace, push=not args.dry_run, bench=bench)
     print(result.readme.split("\n---\n", 1)[1])
     if result.url:
         print(result.url)

@@ -38,10 +38,11 @@ import requests
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
-from hubtools.card import PLOT_FILE, build_card
+from hubtools.card import KEPT_PLOT_FILE, PLOT_FILE, build_card, save_kept_plot
 from hubtools.errors import PublishedMetricsDifferError, PushFailedError, UsageError
 from hubtools.plot import accuracy_latency_plot
 from hubtools.runinfo import LAYOUT_FILE, Hop, Layout, RunInfo, plan_layout
+from hubtools.searchcard import copy_study
 from recipes.runfolder import BENCHMARK_FILE, RESOLVED_RECIPE_FILE, RUN_FILE
 from recipes.stages.base import RELATIONS
 
@@ -125,6 +126,8 @@ def stage_repo_folder(
     shutil.copy2(info.benchmark_path, out_dir / BENCHMARK_FILE)
     (out_dir / LAYOUT_FILE).write_text(layout.to_json())
     accuracy_latency_plot(info.benchmark, info.final_model, out_dir / PLOT_FILE, title=plot_title(info))
+    copy_study(info.lineage(), out_dir)  # a search's trials, plots and study.db, if any
+    save_kept_plot(info.lineage(), out_dir / KEPT_PLOT_FILE)  # what pruning kept, if any
     card = build_card(
         info,
         layout,

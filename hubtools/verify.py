@@ -11,18 +11,32 @@ equal ``benchmark.json`` too. Latency is machine-dependent, so it is shown side 
 a speed-up against the baseline measured in the same run; when the baseline's files are not
 in the repo, absolute numbers are shown instead. Exit status 5 on any mismatch.
 
+Speed-ups are re-measured, not only latencies: the baseline row's model (from this repo, or
+else from the repo the card's ``base_model`` names, when that repo publishes the very same
+model: its stage outputs hash to the fingerprint this run recorded) and every model of the repo
+are loaded in one process and timed in interleaved rounds (:func:`recipes.bench.interleaved_rounds`),
+and each speed-up is compared with the card's, within :data:`SPEEDUP_TOLERANCE` (relative). A
+card's numbers come from one CPU (``benchmark.json``'s ``machine``, the card's machine table);
+the report says when this machine has another, where speed-ups may differ by far more than the
+tolerance (a factor of about 3 between an AMD EPYC and an Intel Xeon). A speed-up out of
+tolerance is a warning, or with ``strict_speedup`` (``--strict-speedup``) on the card's CPU a
+mismatch.
+
 Python (:func:`verify_repo`, also ``hubtools.verify_repo``)::
 
     import hubtools
 
     report = hubtools.verify_repo("local/all-MiniLM-L6-v2-clinc_oos-plus-kd-quant")
     report.passed, report.problems       # True, []
+    report.speedups                      # [SpeedupCheck(name="quantize", card=4.5, here=4.3, ...)]
     print(report.summary())              # the card's numbers beside the ones measured here
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -44,7 +58,9 @@ from hubtools.card import (
 )
 from hubtools.errors import HubToolsError, HubUnreachableError, VerificationFailedError
 from hubtools.runinfo import LAYOUT_FILE, RowPlace, benchmark_entry, read_layout, resolved_stage
+from recipes.bench import CATALOG, interleaved_rounds, load_subject
 from recipes.data import RecipeData
+from recipes.environment import cpu_model
 from recipes.errors import RunFolderError
 from recipes.modelio import write_format
 from recipes.runfolder import BENCHMARK_FILE, RESOLVED_RECIPE_FILE, RUN_FILE, BenchmarkResult, RunRecord
@@ -52,6 +68,10 @@ from recipes.schema import DatasetSpec
 from recipes.stages.benchmark import BenchmarkSpec, measure
 
 log = logging.getLogger("hubtools.verify")
+#: How far (relative) a speed-up measured here may be from the card's, on the card's CPU.
+SPEEDUP_TOLERANCE = 0.30
+#: Interleaved rounds of the speed-up measurement.
+SPEEDUP_ROUNDS = 5
 #: Files of the repo root that are about the run, not the model.
 NOT_MODEL_FILES = {
     "README.md",
@@ -75,6 +95,25 @@ class RowCheck:
 
 
 @dataclass
+class SpeedupCheck:
+    """A row's speed-up against the baseline: the card's, and the one measured here with both
+    models in one process, interleaved."""
+
+    name: str
+    card: float
+    here: float
+    tolerance: float = SPEEDUP_TOLERANCE
+
+    @property
+    def ratio(self) -> float:
+        return self.here / self.card
+
+    @property
+    def within(self) -> bool:
+        return abs(self.ratio - 1.0) <= self.tolerance
+
+
+@dataclass
 class VerifyReport:
     """What :func:`verify_repo` found: one :class:`RowCheck` per benchmark row, and every mismatch."""
 
@@ -83,6 +122,16 @@ class VerifyReport:
     baseline_measured: bool  # False: the baseline's files are not in the repo, latencies are absolute
     rows: list[RowCheck]
     problems: list[str] = field(default_factory=list)
+    speedups: list[SpeedupCheck] = field(default_factory=list)  # re-measured here, interleaved
+    baseline_source: str | None = None  # the repo the baseline was measured from; None: not measured
+    speedup_note: str = ""  # why speed-ups were not re-measured
+    card_cpu: str = "?"  # the CPU the card's numbers come from
+    here_cpu: str = "?"
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def same_cpu(self) -> bool:
+        return self.card_cpu == self.here_cpu
 
     @property
     def passed(self) -> bool:
@@ -121,12 +170,39 @@ class VerifyReport:
             )
         return markdown_table(header, lines)
 
-    def summary(self) -> str:
-        note = (
-            ""
-            if self.baseline_measured
-            else (f"\nThe baseline {self.baseline!r} is not in the repo: latencies here are absolute, not speed-ups.")
+    def speedup_table(self) -> str:
+        header = ["Model", "Speed-up (card)", "Speed-up (here, interleaved)", "Here / card", "Within tolerance"]
+        lines = [
+            [c.name, f"{c.card:.2f}x", f"{c.here:.2f}x", f"{c.ratio:.2f}", "yes" if c.within else "no"]
+            for c in self.speedups
+        ]
+        return markdown_table(header, lines)
+
+    def cpu_note(self) -> str:
+        if self.same_cpu:
+            return f"The card's numbers and these come from the same CPU: {self.here_cpu}."
+        return (
+            f"The card's numbers come from {self.card_cpu}; this machine has {self.here_cpu}: another CPU, "
+            "where latencies and speed-ups may differ by more than the tolerance."
         )
+
+    def summary(self) -> str:
+        note = ""
+        if not self.baseline_measured and self.baseline_source:
+            note = f"\nThe baseline {self.baseline!r} is not in the repo: it was measured from {self.baseline_source}."
+        elif not self.baseline_measured:
+            note = f"\nThe baseline {self.baseline!r} is not in the repo: latencies here are absolute, not speed-ups."
+        if self.speedups:
+            note += (
+                f"\n\nSpeed-ups against {self.baseline!r} (measured from {self.baseline_source}), every model in one "
+                f"process, {SPEEDUP_ROUNDS} interleaved rounds; tolerance ±{self.speedups[0].tolerance:.0%} "
+                f"relative:\n\n{self.speedup_table()}"
+            )
+        elif self.speedup_note:
+            note += f"\nSpeed-ups not re-measured: {self.speedup_note}."
+        note += f"\n{self.cpu_note()}"
+        if self.warnings:
+            note += "\nNOTE:\n- " + "\n- ".join(self.warnings)
         verdict = (
             "OK: every number the card states matches."
             if self.passed
@@ -185,6 +261,69 @@ def compare_measured(check: RowCheck) -> list[str]:
     return problems
 
 
+def _stage_fingerprint(record: RunRecord, stage: str) -> str | None:
+    """What the runner records for a model made by ``stage`` of ``record``: ``stage:<hash of its outputs>``."""
+    entry = next((e for e in record.stage_entries() if e.name == stage), None)
+    if entry is None:
+        return None
+    return "stage:" + hashlib.sha256(json.dumps(entry.outputs, sort_keys=True).encode()).hexdigest()
+
+
+def pull_baseline(base_repo: str | None, run: RunRecord, baseline: str, out: Path) -> tuple[Path | None, str]:
+    """The baseline row's model from ``base_repo`` (the card's ``base_model``) as a folder
+    :func:`recipes.modelio.load_classifier` reads, when that repo publishes the very model this run
+    took as ``baseline``. Returns ``(folder, base_repo)``, or ``(None, why not)``."""
+    wanted = (run.models.get(baseline) or {}).get("fingerprint")
+    if not base_repo:
+        return None, "the card names no base_model"
+    if not wanted:
+        return None, f"the baseline {baseline!r} is a model of this run, and its files are not in the repo"
+    try:
+        snapshot = Path(snapshot_download(base_repo))
+        base_run = RunRecord.read(snapshot)
+        root_files, places = read_layout((snapshot / LAYOUT_FILE).read_text())
+    except (RepositoryNotFoundError, RevisionNotFoundError, LocalEntryNotFoundError, requests.RequestException):
+        return None, f"its base_model {base_repo!r} cannot be downloaded"
+    except (RunFolderError, OSError, ValueError, KeyError):
+        return None, f"its base_model {base_repo!r} was not published by hubtools push"
+    if _stage_fingerprint(base_run, base_run.final_model) != wanted:
+        return None, f"its base_model {base_repo!r} publishes another model than the baseline {baseline!r}"
+    place = places.get(base_run.final_model)
+    if place is None or not place.in_repo:
+        return None, f"its base_model {base_repo!r} does not hold the files of {base_run.final_model!r}"
+    return _view(snapshot, root_files, place, out), base_repo
+
+
+def measure_speedups(
+    baseline: str,
+    folders: dict[str, Path],
+    checks: list[RowCheck],
+    spec,
+    threads: int,
+    rounds: int = SPEEDUP_ROUNDS,
+    tolerance: float = SPEEDUP_TOLERANCE,
+) -> list[SpeedupCheck]:
+    """Load the baseline and every row of ``folders`` in this process and time them in interleaved
+    rounds; each row's speed-up here against its card's (``benchmark.json``'s ``vs_baseline``)."""
+    from recipes.threads import restore_torch_threads
+
+    per_round = max(1, spec.runs // rounds)
+    with restore_torch_threads():
+        loaded = {name: load_subject(CATALOG, path, threads) for name, path in folders.items()}
+        measured = interleaved_rounds(loaded, spec.query, rounds, per_round, spec.warmup)
+    base_mean = measured[baseline]["latency_ms"]["mean"]
+    return [
+        SpeedupCheck(
+            c.name,
+            c.json_row["vs_baseline"]["speedup"],
+            base_mean / measured[c.name]["latency_ms"]["mean"],
+            tolerance,
+        )
+        for c in checks
+        if c.name in folders and c.name != baseline and c.json_row.get("vs_baseline")
+    ]
+
+
 def _records(repo_id: str, snapshot: Path) -> tuple[RunRecord, BenchmarkResult]:
     try:
         return RunRecord.read(snapshot), BenchmarkResult.from_file(snapshot / BENCHMARK_FILE)
@@ -193,12 +332,20 @@ def _records(repo_id: str, snapshot: Path) -> tuple[RunRecord, BenchmarkResult]:
 
 
 def verify_repo(
-    repo_id: str, revision: str | None = None, threads: int | None = None, runs: int | None = None
+    repo_id: str,
+    revision: str | None = None,
+    threads: int | None = None,
+    runs: int | None = None,
+    tolerance: float = SPEEDUP_TOLERANCE,
+    strict_speedup: bool = False,
 ) -> VerifyReport:
     """Download ``repo_id`` (at ``revision``) and re-measure every model in it on the benchmark's
     test rows; compare with the card and ``benchmark.json``. ``threads``: default the benchmark's,
     at most this machine's cores; ``runs``: timed latency calls per model (default the
-    benchmark's). A mismatch is in the report (``passed`` False), not raised; a repo that cannot be
+    benchmark's). Speed-ups are re-measured against the baseline (this repo's, or the card's
+    ``base_model`` repo's) in interleaved rounds and compared with the card's within ``tolerance``
+    (relative): out of it, a warning, or with ``strict_speedup`` on the card's CPU a mismatch.
+    A mismatch is in the report (``passed`` False), not raised; a repo that cannot be
     read raises :class:`~hubtools.errors.HubToolsError` or :class:`~recipes.errors.RecipeError`."""
     try:
         snapshot = Path(snapshot_download(repo_id, revision=revision))
@@ -236,12 +383,27 @@ def verify_repo(
         for r in bench.models
     ]
     problems = compare_card(checks, card_rows, bench.models)
+    report_extra: dict = {"card_cpu": bench.machine.get("cpu") or "?", "here_cpu": cpu_model()}
     with tempfile.TemporaryDirectory(prefix="hubtools-verify-") as tmp:
+        folders = {}
         for check in checks:
             if check.place.in_repo:
-                view = _view(snapshot, root_files, check.place, Path(tmp) / check.name)
+                view = folders[check.name] = _view(snapshot, root_files, check.place, Path(tmp) / check.name)
                 check.measured = measure(check.name, view, spec, texts, labels, threads, log)
                 problems += compare_measured(check)
+        source = repo_id
+        if bench.baseline not in folders:
+            pulled, source = pull_baseline(card.data.base_model, run, bench.baseline, Path(tmp) / ".baseline")
+            if pulled is not None:
+                folders[bench.baseline] = pulled
+        if bench.baseline not in folders:
+            report_extra["speedup_note"] = source
+        elif len(folders) < 2:
+            report_extra["speedup_note"] = "the repo holds no model besides the baseline"
+        else:
+            log.info("Speed-ups against %s (from %s), interleaved", bench.baseline, source)
+            speedups = measure_speedups(bench.baseline, folders, checks, spec, threads, tolerance=tolerance)
+            report_extra.update(speedups=speedups, baseline_source=source)
     base = next((c for c in checks if c.name == bench.baseline and c.measured), None)
     for check in checks:
         if base and check.measured:
@@ -252,7 +414,15 @@ def verify_repo(
         problems.append(f"the published model {run.final_model!r} has no files in the repo to measure")
     elif published != [final.measured["accuracy"]]:
         problems.append(f"model-index states accuracy {published}, measured {final.measured['accuracy']!r}")
-    return VerifyReport(repo_id, bench.baseline, base is not None, checks, problems)
+    report = VerifyReport(repo_id, bench.baseline, base is not None, checks, problems, **report_extra)
+    for c in report.speedups:
+        if not c.within:
+            message = (
+                f"{c.name}: speed-up here {c.here:.2f}x, card {c.card:.2f}x: {c.ratio:.2f} times the card's, "
+                f"outside ±{c.tolerance:.0%}" + ("" if report.same_cpu else " (on another CPU than the card's)")
+            )
+            (report.problems if strict_speedup and report.same_cpu else report.warnings).append(message)
+    return report
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -265,11 +435,22 @@ def register(groups: argparse._SubParsersAction) -> None:
         "--threads", type=int, help="default: the benchmark's thread count, at most this machine's cores"
     )
     parser.add_argument("--runs", type=int, help="timed latency calls per model (default: the benchmark's)")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=SPEEDUP_TOLERANCE,
+        help=f"how far (relative) a speed-up here may be from the card's (default {SPEEDUP_TOLERANCE})",
+    )
+    parser.add_argument(
+        "--strict-speedup",
+        action="store_true",
+        help="a speed-up out of tolerance on the card's CPU fails verify (default: a warning)",
+    )
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    report = verify_repo(args.repo_id, args.revision, args.threads, args.runs)
+    report = verify_repo(args.repo_id, args.revision, args.threads, args.runs, args.tolerance, args.strict_speedup)
     print(report.summary())
     if not report.passed:
         raise VerificationFailedError(f"{args.repo_id}: {len(report.problems)} number(s) do not match; see above.")

@@ -11,6 +11,7 @@ Python (the command line ``python -m recipes`` is a thin layer over the same fun
     result.models["quantize"]                                      # the model's folder
     result.to_dataframe()                                          # the benchmark, one row per model
     result.plot()                                                  # accuracy vs latency, inline in Jupyter
+    recipes.bench_catalog(["kd-onnx-quant"])                       # the catalog side by side (make bench)
 
 Errors are the classes of :mod:`recipes.errors` (all :class:`RecipeError`), each with a
 ``message`` that says what to fix. See :mod:`recipes.api` for every parameter.
@@ -29,6 +30,8 @@ _EXPORTS = {
     "catalog": "recipes.api",
     "load": "recipes.api",
     "run": "recipes.api",
+    "bench_catalog": "recipes.api",
+    "BenchResult": "recipes.bench",
     "RunResult": "recipes.api",
     "StageSummary": "recipes.api",
     "BENCHMARK_FIELDS": "recipes.api",
@@ -49,6 +52,8 @@ __all__ = [
     "catalog",
     "load",
     "run",
+    "bench_catalog",
+    "BenchResult",
     "RunResult",
     "StageSummary",
     "BENCHMARK_FIELDS",
@@ -66,7 +71,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from recipes.api import BENCHMARK_FIELDS, RunResult, StageSummary, catalog, load, run
+    from recipes.api import BENCHMARK_FIELDS, RunResult, StageSummary, bench_catalog, catalog, load, run
+    from recipes.bench import BenchResult
     from recipes.errors import (
         DatasetError,
         ModelSourceError,

@@ -1,4 +1,5 @@
-"""``python -m recipes list | check [NAME...|--all] | run NAME [--set F=V] [--force STAGE] | runs``.
+"""``python -m recipes list | check [NAME...|--all] | run NAME [--set F=V] [--force STAGE] [--workers N] | runs
+| worker NAME --stage STAGE [--set F=V] | bench [--recipes A,B] [--set F=V] [--readme]``.
 
 Exit codes: 0 ok; 1 a stage failed; 2 a mistake in a recipe, override, model, dataset or run
 folder; 3 the run folder is in use by another run (``--no-wait``); 4 publishing failed;
@@ -53,9 +54,57 @@ def _cmd_run(args) -> int:
         publish=not args.no_publish,
         force=args.force,
         wait=not args.no_wait,
+        workers=args.workers,
     )
-    print(result.run_dir)
+    from . import distributed
+
+    distributed.shutdown()
+    if distributed.is_main():  # under torchrun, one line for the run, not one per process
+        print(result.run_dir)
     return 0
+
+
+def _cmd_worker(args) -> int:
+    """Join a stage of a run that another process (or machine) runs: see :mod:`recipes.worker`."""
+    from .worker import run_worker
+
+    ran = run_worker(
+        args.name,
+        args.stage,
+        args.set,
+        output_dir=args.output_dir,
+        recipe_name=args.recipe,
+        threads=args.threads,
+        wait_s=args.wait_s,
+    )
+    print(f"worker done: {ran} trial(s) run here")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    """Run the catalog and measure every published model side by side: see :mod:`recipes.bench`."""
+    from .bench import BENCH_DIR, RESULTS_FILE, BenchSettings, run_bench, write_readme
+
+    bench_dir = Path(args.bench_dir) if args.bench_dir else Path(args.output_dir) / BENCH_DIR
+    if args.readme:
+        print(write_readme(bench_dir / RESULTS_FILE, Path(args.readme_file)))
+        return 0
+    settings = BenchSettings(
+        rounds=args.rounds,
+        runs=args.runs,
+        warmup=args.warmup,
+        sample=args.sample,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        memory=not args.no_memory,
+        peer=not args.no_peer,
+    )
+    names = [n for item in args.recipes for n in item.split(",") if n] or None
+    catalog_dir = Path(args.catalog) if args.catalog else None
+    result = run_bench(names, args.set, args.output_dir, bench_dir, catalog_dir, settings, run=not args.no_run)
+    print(result.markdown())
+    print(result.path)
+    return 1 if result.data["skipped"].keys() - {"peer"} else 0
 
 
 def _cmd_runs(args) -> int:
@@ -101,8 +150,31 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="If another run holds a run folder, stop (exit 3) instead of waiting for it.",
     )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Processes for a search-distill stage: this one and N-1 local workers, each with its share of the "
+        "cores (default 1).",
+    )
     run.set_defaults(fn=_cmd_run)
-    for p in (check, run):
+
+    worker = sub.add_parser(
+        "worker",
+        help="Join a stage (search-distill) that a run of NAME runs, from another process or machine.",
+        description="Plan NAME with the same --set items as the main run, join the stage's Optuna study and run "
+        "trials until it has n_trials. The main run (python -m recipes run NAME) collects the result.",
+    )
+    worker.add_argument("name", help="The recipe the main run runs (name or .yaml path).")
+    worker.add_argument("--stage", required=True, help="The stage to work on, e.g. search.")
+    worker.add_argument("--recipe", help="The recipe of the plan that has the stage (default: NAME).")
+    worker.add_argument("--threads", type=int, help="Torch threads for this process (default: all cores).")
+    worker.add_argument(
+        "--wait-s", type=float, default=300.0, help="Seconds to wait for the main run to open the study (300)."
+    )
+    worker.set_defaults(fn=_cmd_worker)
+    for p in (check, run, worker):
         p.add_argument(
             "--set",
             action="append",
@@ -112,24 +184,63 @@ def build_parser() -> argparse.ArgumentParser:
             "dataset.*, models.* and seed apply to every recipe of the plan.",
         )
 
+    bench = sub.add_parser(
+        "bench",
+        help="Run every catalog recipe not yet finished, then measure all their models, the teacher, a floor and "
+        "a peer in one process, in interleaved rounds; write outputs/bench/ (results.json, table.md, plot).",
+    )
+    bench.add_argument("--recipes", action="append", default=[], metavar="A,B", help="Only these (and the teacher).")
+    bench.add_argument("--catalog", metavar="DIR", help="Recipe files to run instead of the catalog (edited budgets).")
+    bench.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="A plan-wide override (dataset.*, models.*, seed), applied to every recipe.",
+    )
+    bench.add_argument("--bench-dir", help="Where the results go (default: OUTPUT_DIR/bench).")
+    bench.add_argument("--rounds", type=int, default=5, help="Interleaved rounds (5).")
+    bench.add_argument("--runs", type=int, default=100, help="Timed seed-query calls per model per round (100).")
+    bench.add_argument("--warmup", type=int, default=10, help="Untimed calls before each model's turn (10).")
+    bench.add_argument("--sample", type=int, default=200, help="Real test queries per round, batch 1 (200).")
+    bench.add_argument("--batch-size", type=int, default=32, help="Throughput batch over the test split (32).")
+    bench.add_argument(
+        "--threads", type=int, help="Threads for every model (default: the cores this process may use)."
+    )
+    bench.add_argument("--no-memory", action="store_true", help="Skip load time and peak RSS (a process per model).")
+    bench.add_argument("--no-peer", action="store_true", help="Skip the model2vec peer.")
+    bench.add_argument("--no-run", action="store_true", help="Run nothing: measure the finished runs only.")
+    bench.add_argument(
+        "--readme",
+        action="store_true",
+        help="Measure nothing: write README's bench section from BENCH_DIR/results.json.",
+    )
+    bench.add_argument("--readme-file", default="README.md", help="The README to write (README.md).")
+    bench.set_defaults(fn=_cmd_bench)
+
     runs = sub.add_parser("runs", help="List the run folders: scope, recipe, status, dataset.")
     runs.set_defaults(fn=_cmd_runs)
-    for p in (run, runs):
+    for p in (run, runs, worker, bench):
         p.add_argument("--output-dir", default="outputs", help="Root of the run folders (default: outputs).")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from . import distributed
+
+    # Under torchrun / accelerate launch only rank 0 logs progress; the others warnings and errors.
+    level = logging.INFO if distributed.is_main() else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
-        if args.command == "run":
+        if args.command in ("run", "bench"):
             from .progress import configure_progress
 
             configure_progress()
         return args.fn(args)
     except RecipeError as err:
-        print(f"error: {err.message}", file=sys.stderr)
+        if not getattr(err, "quiet", False):  # a rank stopped by another's failure, shown there
+            print(f"error: {err.message}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept; rerun the same command to resume", file=sys.stderr)

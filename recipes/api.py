@@ -36,6 +36,8 @@ from .runfolder import BENCHMARK_FILE, BenchmarkResult, RunFolder
 if TYPE_CHECKING:
     from hubtools.push import PushResult
 
+    from .bench import BenchResult
+
 #: ``{"distill.alpha": 0.3}``, ``["distill.alpha=0.3"]`` or one ``"distill.alpha=0.3"``.
 Overrides = Mapping[str, Any] | Sequence[str] | str | None
 
@@ -257,6 +259,7 @@ def run(
     publish: bool = False,
     force: Sequence[str] = (),
     wait: bool = True,
+    workers: int = 1,
 ) -> RunResult:
     """Run ``recipe`` (a catalog name, a ``.yaml`` path, or a :func:`load` plan) and, first, the
     recipes it takes models from; stages whose inputs and settings did not change are reused.
@@ -265,7 +268,9 @@ def run(
     root of the run folders. ``publish``: push each recipe of the plan that has a ``publish:``
     section once it finishes, to the Hub ``HF_ENDPOINT`` names (``hubtools.publish``). ``force``:
     stages of ``recipe`` to rerun. ``wait``: when another run holds a run folder, wait for it, or
-    raise :class:`~recipes.errors.RunFolderBusyError`. Raises the other errors of
+    raise :class:`~recipes.errors.RunFolderBusyError`. ``workers``: processes for a ``search-distill``
+    stage, this one and ``workers - 1`` local workers (``python -m recipes worker``), each with its
+    share of the cores. Raises the other errors of
     :mod:`recipes.errors` too: :class:`~recipes.errors.StageFailedError` (names the stage),
     :class:`~recipes.errors.PublishError`. Returns the result of ``recipe``::
 
@@ -290,5 +295,40 @@ def run(
             pushes[Path(run_dir)] = pushed = push_folder(run_dir)
             return pushed.url
 
-    done = Runner(output_root=Path(output_dir), force=tuple(force), publisher=publisher, wait=wait).run(plan)
+    done = Runner(
+        output_root=Path(output_dir), force=tuple(force), publisher=publisher, wait=wait, workers=workers
+    ).run(plan)
     return RunResult.from_run_dir(done.out_dir, published=pushes.get(Path(done.out_dir)))
+
+
+def bench_catalog(
+    recipes: Sequence[str] | None = None,
+    overrides: Overrides = None,
+    output_dir: str | Path = "outputs",
+    bench_dir: str | Path | None = None,
+    catalog_dir: str | Path | None = None,
+    run: bool = True,
+    **settings: Any,
+) -> BenchResult:
+    """Run the catalog's recipes (``recipes``: a subset; the teacher is always measured) with the
+    plan-wide ``overrides`` (``dataset.*``, ``models.*``, ``seed``), then measure the teacher, each
+    recipe's published model, the floor and the peer in this process, in interleaved rounds, and
+    write ``results.json``, ``table.md`` and the plot to ``bench_dir`` (default
+    ``<output_dir>/bench``). ``settings``: the fields of :class:`recipes.bench.BenchSettings`
+    (``rounds``, ``runs``, ``warmup``, ``sample``, ``threads``, ``memory``, ``peer``, ...).
+    ``run=False`` measures the finished runs only. Returns a :class:`recipes.bench.BenchResult`::
+
+        >>> result = recipes.bench_catalog(["kd-onnx-quant"], rounds=3)
+        >>> print(result.table); result.targets; result.plot()
+    """
+    from .bench import BenchSettings, run_bench
+
+    return run_bench(
+        recipes,
+        override_items(overrides),
+        Path(output_dir),
+        Path(bench_dir) if bench_dir else None,
+        Path(catalog_dir) if catalog_dir else None,
+        BenchSettings(**settings),
+        run=run,
+    )

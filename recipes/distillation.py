@@ -118,9 +118,13 @@ def teacher_logits(teacher, dataset, collator, batch_size: int = 64) -> np.ndarr
     columns = [c for c in dataset.column_names if c != "label"]
     loader = DataLoader(dataset.select_columns(columns), batch_size=batch_size, collate_fn=collator)
     out = []
+    device = next(teacher.parameters()).device
     with torch.inference_mode():
         for batch in tqdm(loader, desc="Teacher logits", disable=not bars_enabled()):
-            out.append(teacher(**batch).logits.float().numpy())
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out.append(teacher(**batch).logits.float().cpu().numpy())
+    if not out:  # no rows (a rank's empty share of a tiny set)
+        return np.zeros((0, teacher.config.num_labels), dtype=np.float32)
     return np.concatenate(out)
 
 

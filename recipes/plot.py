@@ -29,6 +29,8 @@ LABEL_GAP = 11.0
 LABEL_WIDTH = 65.0
 #: The colour of the ring around the published model.
 PUBLISHED_COLOR = "crimson"
+#: The box behind each label.
+LABEL_BOX = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
 
 
 def pareto_front(rows: list[dict]) -> list[dict]:
@@ -157,6 +159,7 @@ def accuracy_latency_figure(
             xytext=(r + 3, dy - 3),
             fontsize=8,
             arrowprops=arrow if dy >= LABEL_GAP else None,
+            bbox=LABEL_BOX,  # a line of the front that passes under a label does not cross its text
             zorder=5,
         )
     ax.set_xlabel("mean latency per query (ms, batch 1)")

@@ -5,14 +5,26 @@ seed, code, library versions) matches its record AND its files still have the re
 hashes; otherwise it reruns and the log says why. A stage writes into a temporary folder
 that becomes the stage folder only when it finished (see :mod:`recipes.runfolder`), so a
 killed run never leaves a half model that looks done. One run at a time holds a run folder.
+
+A stage may also keep work that a rerun resumes (the ``search-distill`` study) in its state
+folder, ``<run folder>/.state/<stage>-<fingerprint[:12]>/``: it survives a failed or killed
+run, belongs to one cache key (changed settings start afresh, an interrupted run resumes) and
+is removed when the stage finishes. :meth:`Runner.join` gives another process (``python -m
+recipes worker``) the same stage, inputs and state folder, so it can work on the stage too.
+
+Under ``torchrun`` / ``accelerate launch`` every rank runs the same plan; rank 0 alone decides
+what is cached, holds the lock and writes the folders, training stages train on every rank
+(data-parallel) and the rest on rank 0 while the others wait (see :mod:`recipes.distributed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from . import cachekey
+from . import distributed as dist
 from .data import RecipeData
 from .environment import machine_info
 from .errors import DatasetError, ModelSourceError, PublishError, RecipeError, RecipeValidationError, StageFailedError
@@ -48,6 +61,27 @@ log = logging.getLogger("recipes")
 
 #: Publishes a finished run folder and returns a URL; given by the entry point (e.g. hubtools).
 Publisher = Callable[[Path], str]
+
+#: The run folder's subfolder of stage state folders (see :func:`state_dir`).
+STATE_DIR = ".state"
+
+
+def state_dir(folder: RunFolder, stage: str, fingerprint: str) -> Path:
+    """Where ``stage`` with this cache key keeps what a rerun resumes: ``.state/<stage>-<fp[:12]>``."""
+    return folder.path / STATE_DIR / f"{stage}-{fingerprint[:12]}"
+
+
+def remove_state(folder: RunFolder, stage: str) -> None:
+    """Delete every state folder of ``stage`` (of this key and of older ones)."""
+    root = folder.path / STATE_DIR
+    if not root.is_dir():
+        return
+    for path in root.iterdir():
+        name, _, digest = path.name.rpartition("-")
+        if name == stage and len(digest) == 12:
+            shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        root.rmdir()  # only when empty
 
 
 @dataclass
@@ -81,6 +115,8 @@ class Runner:
     ``publisher``: called with each finished run folder whose recipe has a ``publish:``
     section (the command line passes ``hubtools.push_run``); None publishes nothing.
     ``wait``: when another run holds a run folder, wait for it (True) or refuse.
+    ``workers``: processes that work on a stage that can share its work (``search-distill``):
+    this one and ``workers - 1`` local workers it starts, each with its share of the threads.
     """
 
     def __init__(
@@ -89,16 +125,20 @@ class Runner:
         force: tuple[str, ...] = (),
         publisher: Publisher | None = None,
         wait: bool = True,
+        workers: int = 1,
     ):
         self.output_root = Path(output_root)
         self.force = set(force)
         self.publisher = publisher
         self.wait = wait
+        self.workers = max(1, int(workers))
         self.runs: dict[str, RecipeRun] = {}  # recipe name -> its run, in the order they ran
+        self._plan: Plan | None = None
 
     def run(self, recipe: Plan | LoadedRecipe) -> RecipeRun:
         """Run ``recipe`` (a plan, or a loaded recipe to plan) and the recipes it needs first."""
         plan = recipe if isinstance(recipe, Plan) else make_plan(str(recipe.path), recipe.overrides)
+        self._plan = plan
         target = plan.target
         unknown = self.force - set(target.recipe.stage_names)
         if unknown:
@@ -107,9 +147,26 @@ class Runner:
                 f"stages: {', '.join(target.recipe.stage_names)}"
             )
         scope_dir = self.output_root / plan.scope
-        scope_dir.mkdir(parents=True, exist_ok=True)
-        write_json(scope_dir / SCOPE_FILE, plan.scope_info)
+        if dist.is_main():
+            scope_dir.mkdir(parents=True, exist_ok=True)
+            write_json(scope_dir / SCOPE_FILE, plan.scope_info)
+            dist.marker(scope_dir).unlink(missing_ok=True)
         log.info("Outputs: %s", scope_dir)
+        if dist.enabled():
+            log.info("Rank %d of %d: rank 0 writes the run folders", dist.rank(), dist.world_size())
+            dist.barrier()
+        try:
+            return self._run_plan(plan)
+        except BaseException as err:
+            if not dist.enabled() or isinstance(err, KeyboardInterrupt):
+                raise
+            message = getattr(err, "message", None) or f"{err.__class__.__name__}: {err}"
+            if dist.claim_failure(dist.marker(scope_dir), message):
+                raise
+            raise dist.PeerFailedError(f"rank {dist.rank()} stopped: another rank failed ({message})") from err
+
+    def _run_plan(self, plan: Plan) -> RecipeRun:
+        target = plan.target
         for item in plan.order[:-1]:
             if item.recipe.name not in self.runs:
                 log.info(
@@ -127,6 +184,8 @@ class Runner:
     # --- one recipe ----------------------------------------------------------------------
 
     def _run_locked(self, loaded: LoadedRecipe, folder: RunFolder, forced: set[str]) -> RecipeRun:
+        if not dist.is_main():  # rank 0 holds the lock and writes the folder and its log
+            return self._run_one(loaded, folder, forced)
         with folder.lock(wait=self.wait, on_wait=log.warning):
             handler = logging.FileHandler(folder.log_file)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -162,9 +221,10 @@ class Runner:
         run = RecipeRun(loaded, folder)
         started = time.time()
         log.info("=== Recipe %r (%s) -> %s", recipe.name, loaded.path, folder.path)
-        for stale in folder.remove_stale_temporaries():
-            log.info("Removed %s, left by an interrupted run", stale.name)
-        folder.write_recipe(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+        if dist.is_main():
+            for stale in folder.remove_stale_temporaries():
+                log.info("Removed %s, left by an interrupted run", stale.name)
+            folder.write_recipe(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
         available = run.models = self._resolve_models(loaded, folder)
         data = RecipeData(recipe.dataset, recipe.seed, loaded.base_dir)
         check_labels(loaded, available, data)
@@ -173,7 +233,8 @@ class Runner:
                 result = self._run_stage(spec, available, data, recipe.seed, spec.name in forced, folder)
             except Exception as err:
                 skipped = recipe.stage_names[index + 1 :]
-                self._write_run(run, started, failed=spec.name)
+                if dist.is_main():
+                    self._write_run(run, started, failed=spec.name)
                 if isinstance(err, (StageFailedError, DatasetError, ModelSourceError)):
                     raise
                 detail = err.message if isinstance(err, RecipeError) else f"{err.__class__.__name__}: {err}"
@@ -187,10 +248,12 @@ class Runner:
                 available[spec.name] = ResolvedModel(
                     folder.stage_dir(spec.name), f"stage:{result.record.content_fingerprint}"
                 )
-        self._write_run(run, started)
-        log.info("=== Recipe %r done in %.1f s\n%s", recipe.name, time.time() - started, summary_table(run))
-        if self.publisher is not None and recipe.publish is not None:
-            run.published = self._publish(folder)
+        if dist.is_main():
+            self._write_run(run, started)
+            log.info("=== Recipe %r done in %.1f s\n%s", recipe.name, time.time() - started, summary_table(run))
+            if self.publisher is not None and recipe.publish is not None:
+                run.published = self._publish(folder)
+        run.published = dist.broadcast(run.published)  # the other ranks wait for run.json and the push
         return run
 
     def _publish(self, folder: RunFolder) -> str:
@@ -225,7 +288,9 @@ class Runner:
             return None, "its files changed: " + ", ".join(damaged)
         return record, ""
 
-    def _run_stage(self, spec, available, data, seed, force, folder: RunFolder) -> StageResult:
+    @staticmethod
+    def _key(spec, available, data, seed) -> tuple[dict[str, ResolvedModel], dict, str]:
+        """The stage's inputs by role, its cache key and fingerprint."""
         stage_type = STAGE_TYPES[spec.type]
         inputs = {role: available[ref] for role, ref in spec.refs().items()}
         key = cachekey.stage_key(
@@ -235,29 +300,52 @@ class Runner:
             data.fingerprint if spec.uses_dataset else None,
             seed,
         )
-        fingerprint = cachekey.fingerprint(key)
-        record, why = self._cached(folder, spec.name, key, fingerprint)
+        return inputs, key, cachekey.fingerprint(key)
+
+    def _worker_args(self, recipe: str, stage: str) -> list[str]:
+        """``python -m recipes worker`` arguments that plan what this run planned and join ``stage``."""
+        if self._plan is None:
+            return []
+        target = self._plan.target
+        sets = [item for o in target.overrides for item in ("--set", o)]
+        return [
+            str(Path(target.path).resolve()),
+            "--recipe",
+            recipe,
+            "--stage",
+            stage,
+            "--output-dir",
+            str(self.output_root.resolve()),
+            *sets,
+        ]
+
+    def _run_stage(self, spec, available, data, seed, force, folder: RunFolder) -> StageResult:
+        """Run or reuse one stage. With several ranks, rank 0 decides whether it is cached and
+        alone writes it; a training stage (:func:`recipes.distributed.runs_on_every_rank`) runs on
+        every rank, the others into a scratch folder that is thrown away, and any other stage on
+        rank 0 alone; every rank then takes rank 0's record."""
+        stage_type = STAGE_TYPES[spec.type]
+        inputs, key, fingerprint = self._key(spec, available, data, seed)
+        record, why = self._cached(folder, spec.name, key, fingerprint) if dist.is_main() else (None, "")
+        record, why = dist.broadcast((record, why))
         if record is not None and not force:
             log.info("--- Stage %r didn't change, skipping (cached, %s)", spec.name, folder.stage_dir(spec.name))
             return StageResult(spec.name, "cached", 0.0, record)
         log.info("--- Stage %r (%s) starting [%s]", spec.name, spec.type, "forced" if force and record else why)
+        if not dist.is_main():
+            return self._follow_stage(spec, stage_type, inputs, data, seed, force, folder, fingerprint)
         tmp_dir = folder.temp_dir(spec.name)
         shutil.rmtree(tmp_dir, ignore_errors=True)
         tmp_dir.mkdir(parents=True)
+        if force:
+            remove_state(folder, spec.name)
         import transformers
 
         transformers.set_seed(seed)
-        ctx = StageContext(
-            out_dir=tmp_dir,
-            inputs={role: model.path for role, model in inputs.items()},
-            seed=seed,
-            threads=os.cpu_count() or 1,
-            data=data,
-            log=log,
-        )
+        ctx = self._context(spec, inputs, data, seed, force, folder, fingerprint, tmp_dir)
         start = time.time()
         try:
-            with restore_torch_threads():
+            with restore_torch_threads(), _alone(spec):
                 metrics = stage_type.run(spec, ctx) or {}
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -275,8 +363,95 @@ class Runner:
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         folder.finish_stage(tmp_dir, record)
+        remove_state(folder, spec.name)
         log.info("--- Stage %r finished in %.1f s", spec.name, wall)
+        dist.broadcast(record)  # the other ranks wait for the finished folder
         return StageResult(spec.name, "ran", wall, record)
+
+    def _context(self, spec, inputs, data, seed, force, folder: RunFolder, fingerprint: str, out_dir: Path):
+        return StageContext(
+            out_dir=out_dir,
+            inputs={role: model.path for role, model in inputs.items()},
+            seed=seed,
+            threads=os.cpu_count() or 1,
+            data=data,
+            log=log,
+            state_dir=state_dir(folder, spec.name, fingerprint),
+            stage_id=f"{folder.recipe}.{spec.name}.{fingerprint[:16]}",
+            resume=not force,
+            workers=self.workers,
+            worker_args=self._worker_args(folder.recipe, spec.name),
+        )
+
+    def _follow_stage(self, spec, stage_type, inputs, data, seed, force, folder, fingerprint) -> StageResult:
+        """A rank other than 0: train along (a distributed stage, into scratch), then take rank
+        0's record once it finished the stage folder."""
+        start = time.time()
+        if dist.runs_on_every_rank(spec):
+            import transformers
+
+            scratch = Path(tempfile.mkdtemp(prefix=f"recipes-rank{dist.rank()}-{spec.name}-"))
+            try:
+                transformers.set_seed(seed)
+                ctx = self._context(spec, inputs, data, seed, force, folder, fingerprint, scratch)
+                with restore_torch_threads():
+                    stage_type.run(spec, ctx)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        record = dist.broadcast()
+        log.info("--- Stage %r finished on rank 0", spec.name)
+        return StageResult(spec.name, "ran", time.time() - start, record)
+
+    # --- another process on the same stage -------------------------------------------------
+
+    def join(self, plan: Plan, stage: str, recipe: str | None = None, threads: int | None = None):
+        """``(spec, ctx)`` for another process that works on ``stage`` of ``recipe`` (default:
+        the plan's target) while a run of ``plan`` runs it: the same inputs, data, cache key,
+        state folder and stage id. Stages before it that make models must be finished in this
+        output root (a shared folder, or a copy), else it raises :class:`StageFailedError`.
+        ``ctx.out_dir`` is the state folder: a joining process writes no stage output."""
+        loaded = next((o for o in plan.order if o.recipe.name == (recipe or plan.target.recipe.name)), None)
+        if loaded is None:
+            raise RecipeValidationError(
+                f"--recipe {recipe}: not in the plan ({', '.join(o.recipe.name for o in plan.order)})"
+            )
+        if stage not in loaded.recipe.stage_names:
+            raise RecipeValidationError(
+                f"--stage {stage}: recipe {loaded.recipe.name!r} has no such stage; "
+                f"stages: {', '.join(loaded.recipe.stage_names)}"
+            )
+        self._plan = plan
+        folder = RunFolder.of(self.output_root, plan.scope, loaded.recipe.name)
+        available = self._resolve_models(loaded, folder)
+        data = RecipeData(loaded.recipe.dataset, loaded.recipe.seed, loaded.base_dir)
+        for earlier in loaded.recipe.stages:
+            if earlier.name == stage:
+                spec = earlier
+                break
+            if earlier.produces_model:
+                try:
+                    record = folder.read_stage(earlier.name)
+                except RunFolderError:
+                    raise StageFailedError(
+                        f"stage {earlier.name!r} of recipe {loaded.recipe.name!r}, which {stage!r} follows, is not "
+                        f"finished in {folder.path}: run the recipe there first, or share that folder"
+                    ) from None
+                available[earlier.name] = ResolvedModel(
+                    folder.stage_dir(earlier.name), f"stage:{record.content_fingerprint}"
+                )
+        inputs, _key, fingerprint = self._key(spec, available, data, loaded.recipe.seed)
+        state = state_dir(folder, spec.name, fingerprint)
+        ctx = StageContext(
+            out_dir=state,
+            inputs={role: model.path for role, model in inputs.items()},
+            seed=loaded.recipe.seed,
+            threads=threads or os.cpu_count() or 1,
+            data=data,
+            log=log,
+            state_dir=state,
+            stage_id=f"{folder.recipe}.{spec.name}.{fingerprint[:16]}",
+        )
+        return spec, ctx
 
     def _write_run(self, run: RecipeRun, started: float, failed: str | None = None) -> None:
         loaded = run.loaded
@@ -314,6 +489,11 @@ class Runner:
             ],
         )
         run.folder.write_run(record)
+
+
+def _alone(spec):
+    """Rank 0 runs a stage that is not distributed as if it were the only process."""
+    return contextlib.nullcontext() if dist.runs_on_every_rank(spec) else dist.single_process()
 
 
 def git_commit() -> str | None:

@@ -40,17 +40,23 @@ def eval_metrics(oos_id: int | None = None):
 def training_arguments(spec: TrainingSpec, work_dir: Path, seed: int, **overrides):
     """TrainingArguments from a stage spec: evaluate each epoch, save only the final model.
 
-    ``work_dir`` is scratch for the Trainer; :func:`fit_and_save` removes it."""
+    ``work_dir`` is scratch for the Trainer; :func:`fit_and_save` removes it. The Trainer places
+    the model on a GPU (or MPS) when there is one, else on the CPU. Under ``torchrun`` /
+    ``accelerate launch`` it trains data-parallel, and ``batch_size`` stays the recipe's batch:
+    each of the N processes takes ``batch_size // N`` of it (see :mod:`recipes.distributed`)."""
     from transformers import TrainingArguments
 
+    from . import distributed
     from .progress import bars_enabled
+
+    per_device = max(1, spec.batch_size // distributed.world_size())
 
     args = dict(
         output_dir=str(work_dir),
         num_train_epochs=spec.epochs,
         learning_rate=spec.learning_rate,
-        per_device_train_batch_size=spec.batch_size,
-        per_device_eval_batch_size=max(64, spec.batch_size),
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=max(64, per_device),
         weight_decay=spec.weight_decay,
         warmup_ratio=spec.warmup_ratio,
         eval_strategy="epoch",
@@ -59,7 +65,7 @@ def training_arguments(spec: TrainingSpec, work_dir: Path, seed: int, **override
         report_to=[],
         seed=seed,
         data_seed=seed,
-        use_cpu=True,
+        use_cpu=not distributed.accelerator_available(),
         dataloader_num_workers=0,
         disable_tqdm=not bars_enabled(),
     )
@@ -88,7 +94,8 @@ def fit_and_save(trainer, tokenizer, out_dir: Path) -> dict:
     trainer.add_callback(make_log_progress())
     trainer.train()
     history = epoch_history(trainer)
-    save_pretrained_model(trainer.model, tokenizer, out_dir)
+    if trainer.args.should_save:  # the main process only, under torchrun
+        save_pretrained_model(trainer.model, tokenizer, out_dir)
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
     last = history[-1] if history else {}
     return {

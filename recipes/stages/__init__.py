@@ -25,6 +25,9 @@ STAGE_MODULES = (
     "ort_quantize",
     "search",
     "calibrate_oos",
+    "prune_vocab",
+    "prune_structured",
+    "prune_magnitude",
 )
 
 __all__ = ["STAGE_TYPES", "STAGE_MODULES", "StageContext", "StageSpec", "register"]

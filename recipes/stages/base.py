@@ -37,6 +37,9 @@ class StageSpec(StrictSpec):
     name: Name = Field(description="Unique name; also the output folder.")
     #: Whether the stage writes a model that later stages or the benchmark can take.
     produces_model: ClassVar[bool] = True
+    #: Whether every rank of a multi-process run (torchrun) runs the stage, data-parallel;
+    #: False: rank 0 alone runs it while the others wait (see :mod:`recipes.distributed`).
+    distributed: ClassVar[bool] = False
     #: Whether the stage's result depends on the recipe's dataset section.
     uses_dataset: ClassVar[bool] = True
     #: Whether the stage needs the dataset's out-of-scope label (``dataset.oos_label``).
@@ -65,6 +68,26 @@ class StageContext:
     #: Scratch for one stage run, never saved: what a stage computes once and reuses across
     #: the calls it makes itself (``search-distill`` trials share the teacher's logits).
     memo: dict = field(default_factory=dict)
+    #: The stage's own folder that outlives a failed or killed run (``<run folder>/.state/
+    #: <stage>-<fingerprint[:12]>``): work a rerun with the same cache key resumes from (the
+    #: ``search-distill`` study and its trials' models). The runner removes it once the stage
+    #: finished; a changed key gets another folder. None: the stage has nothing to resume.
+    state_dir: Path | None = None
+    #: The stage's name beyond this process: ``<recipe>.<stage>.<fingerprint[:16]>``, the same
+    #: on every machine with the same settings, inputs, data, code and libraries (the
+    #: ``search-distill`` study's name).
+    stage_id: str = ""
+    #: False when the stage was forced (``--force``): start over instead of resuming.
+    resume: bool = True
+    #: Processes that work on the stage together (``run --workers N``): this one and N - 1
+    #: workers that it starts; each gets ``threads // workers`` threads.
+    workers: int = 1
+    #: The ``python -m recipes worker`` arguments that join this stage from another process
+    #: (the plan's recipe, ``--set`` items, output root, stage); empty where none can.
+    worker_args: list[str] = field(default_factory=list)
+    #: Trainer callbacks a training stage adds to its trainer (``search-distill`` reports each
+    #: epoch's eval metric to Optuna through one, which may stop a hopeless trial).
+    callbacks: list = field(default_factory=list)
 
 
 StageFn = Callable[[Any, StageContext], dict]

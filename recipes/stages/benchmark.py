@@ -21,10 +21,10 @@ DEFAULT_QUERY = "What is the pin number for my account?"
 class BenchmarkSpec(StageSpec):
     """Measure every model in ``models`` on the test split and on one query, same settings.
 
-    Accuracy is on the dataset's test split; size is the bytes of the serialized weights;
-    latency is batch-1 through the model's ``pipeline`` (``warmup`` untimed calls, then
-    ``runs`` timed). All rows share one process and one thread budget (``threads``), so
-    the ratios against ``baseline`` compare like with like.
+    Accuracy is on the dataset's test split; size is the bytes of the serialized weights (and
+    ``size_gzip_mb``, the same files after gzip); latency is batch-1 through the model's
+    ``pipeline`` (``warmup`` untimed calls, then ``runs`` timed). All rows share one process
+    and one thread budget (``threads``), so the ratios against ``baseline`` compare like with like.
 
     .. code-block:: yaml
 
@@ -98,7 +98,8 @@ def measure(
     """One benchmark row. ``oos_id``: also in-scope accuracy and oos recall/precision;
     ``predictions``: where to leave the row's test predictions, by model name."""
     from ..metrics import classification_metrics
-    from ..modelio import load_classifier, read_format, size_mb
+    from ..modelio import load_classifier, read_format
+    from ..pruning import weights_size_mb
 
     clf = load_classifier(model_dir, threads)
     preds = clf.logits(texts, batch_size=spec.batch_size, desc=f"Accuracy of {name}").argmax(axis=-1)
@@ -112,7 +113,7 @@ def measure(
         "files": fmt.weights,
         **classification_metrics(preds, labels, oos_id),
         "n_test": len(labels),
-        "size_mb": size_mb(model_dir),
+        **weights_size_mb(model_dir),  # size_mb, and size_gzip_mb: what the weights take on the wire
         "latency_ms": latency,
         "runtime": clf.runtime,
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -48,6 +48,7 @@ class DistillSpec(TrainingSpec):
     """
 
     type: Literal["distill"]
+    distributed: ClassVar[bool] = True  # every rank trains, data-parallel
     input: Text = Field(description="The teacher: a key of `models` or an earlier stage.")
     student: Text | None = Field(None, description="Initial student: a key of `models` or an earlier stage.")
     keep_layers: list[LayerIndex] | None = Field(
@@ -152,6 +153,7 @@ def run(spec: DistillSpec, ctx: StageContext) -> dict:
         alpha=spec.alpha,
         temperature=spec.temperature,
         layers=layers,
+        callbacks=list(ctx.callbacks),
     )
     result = fit_and_save(trainer, tokenizer, ctx.out_dir)
     result["student_layers"] = student.config.num_hidden_layers
@@ -210,10 +212,26 @@ def cached_teacher_logits(spec: DistillSpec, ctx: StageContext, teacher, tokeniz
 
     key = ("teacher_logits", str(ctx.inputs["input"]), spec.max_length, spec.augment.model_dump_json(), ctx.seed)
     if key not in ctx.memo:
-        ctx.log.info("Caching teacher logits for %d training examples", len(rows))
-        ctx.memo[key] = teacher_logits(
-            teacher, tokenize(rows, tokenizer, spec.max_length), DataCollatorWithPadding(tokenizer)
-        )
+        import numpy as np
+
+        from .. import distributed
+
+        collator = DataCollatorWithPadding(tokenizer)
+        if not distributed.enabled():
+            ctx.log.info("Caching teacher logits for %d training examples", len(rows))
+            ctx.memo[key] = teacher_logits(teacher, tokenize(rows, tokenizer, spec.max_length), collator)
+        else:  # each rank its block of rows, then every rank all of them, in row order
+            mine = distributed.shard(len(rows))
+            ctx.log.info(
+                "Caching teacher logits for %d training examples: rows %d-%d here, rank %d of %d",
+                len(rows),
+                mine.start,
+                mine.stop,
+                distributed.rank(),
+                distributed.world_size(),
+            )
+            part = teacher_logits(teacher, tokenize(rows.select(mine), tokenizer, spec.max_length), collator)
+            ctx.memo[key] = np.concatenate([p for p in distributed.all_gather(part) if len(p)])
     return ctx.memo[key]
 
 

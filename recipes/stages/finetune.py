@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -28,6 +28,7 @@ class FinetuneSpec(TrainingSpec):
     """
 
     type: Literal["finetune"]
+    distributed: ClassVar[bool] = True  # every rank trains, data-parallel
     input: Text = Field(description="Model to start from: a key of `models` or an earlier stage.")
 
     def refs(self) -> dict[str, str]:

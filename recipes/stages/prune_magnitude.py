@@ -1,0 +1,164 @@
+"""``prune-magnitude``: gradual magnitude pruning while fine-tuning or distilling (the book's section).
+
+The smallest weights of the encoder's Linear layers are set to zero on the cubic schedule of
+Zhu & Gupta (2017), ``s_t = s_f + (s_i - s_f)(1 - (t - t0) / (t1 - t0))^3``, masks recomputed
+every ``every`` steps and applied after every optimizer step, then made permanent (multiplied
+in) when training ends. The zeros are stored densely: dense PyTorch and ONNX Runtime kernels
+multiply them like any other weight, so the model is as large and as fast as its input (the
+benchmark measures it); only a compressed copy (``size_gzip_mb``) is smaller.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..bounds import FiniteFloat, Fraction, Text
+from ..training import TrainingSpec, eval_metrics, fit_and_save, training_arguments
+from .base import TRAINING_LIBRARIES, Publishing, StageContext, register
+
+
+class PruneMagnitudeSpec(TrainingSpec):
+    """Train ``input`` on the train split (cross-entropy, or with ``teacher:`` the ``distill``
+    loss) while zeroing the smallest-magnitude weights of its encoder's Linear layers, to
+    ``sparsity`` by ``end`` of training (a share of the steps), starting at ``start`` from
+    ``initial_sparsity``; each matrix pruned alone (``scope: layer``) or all ranked together
+    (``model``). Embeddings, pooler and classifier stay dense. The record holds the sparsity
+    per layer and per matrix and the raw and gzip sizes of the input and the result.
+
+    .. code-block:: yaml
+
+        stages:
+          - name: sparse
+            type: prune-magnitude
+            input: teacher
+            teacher: teacher        # optional: distil from it while pruning
+            sparsity: 0.9
+            end: 0.7                # target reached at 70% of training, then fine-tuned with fixed masks
+            every: 10
+            epochs: 3
+            learning_rate: 5.0e-5
+    """
+
+    type: Literal["prune-magnitude"]
+    input: Text = Field(description="Model to train and prune: a key of `models` or an earlier stage.")
+    teacher: Text | None = Field(None, description="Distil from this classifier while pruning; null: labels only.")
+    alpha: Fraction = Field(0.5, description="With a teacher: weight of the cross-entropy term.")
+    temperature: FiniteFloat = Field(2.0, gt=0, le=100)
+    sparsity: FiniteFloat = Field(0.5, gt=0, lt=1, description="Final share of zero weights (s_f).")
+    initial_sparsity: FiniteFloat = Field(0.0, ge=0, lt=1, description="Share at the schedule's start (s_i).")
+    start: Fraction = Field(0.0, description="Share of the training steps before pruning starts.")
+    end: Fraction = Field(0.7, description="Share of the training steps by which `sparsity` is reached.")
+    every: int = Field(10, ge=1, le=1_000_000, description="Steps between mask updates.")
+    scope: Literal["layer", "model"] = Field("layer", description="Rank weights per matrix or across the encoder.")
+
+    @model_validator(mode="after")
+    def _schedule(self):
+        if self.initial_sparsity > self.sparsity:
+            raise ValueError(f"initial_sparsity ({self.initial_sparsity}) exceeds sparsity ({self.sparsity})")
+        if self.start >= self.end:
+            raise ValueError(f"start ({self.start}) must come before end ({self.end}): shares of the training steps")
+        return self
+
+    def refs(self) -> dict[str, str]:
+        return {"input": self.input, **({"teacher": self.teacher} if self.teacher else {})}
+
+    def labelled_roles(self) -> set[str]:
+        return {"teacher"} if self.teacher else set()  # the input may get a new head, as in finetune
+
+
+#: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
+PUBLISHING = Publishing(
+    tag="pruning",
+    relation="finetune",
+    phrase="magnitude-pruned to {sparsity} sparsity of the encoder's Linear weights while training "
+    "(cubic schedule, Zhu & Gupta 2017; zeros stored densely)",
+    repo_dir="",
+    usage="usage/pytorch.md.j2",
+)
+
+
+@register("prune-magnitude", PruneMagnitudeSpec, libraries=TRAINING_LIBRARIES, publishing=PUBLISHING)
+def run(spec: PruneMagnitudeSpec, ctx: StageContext) -> dict:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
+
+    from ..data import tokenize
+    from ..distillation import TEACHER_LOGITS, DistillationTrainer, teacher_logits
+    from ..pruning import (
+        MagnitudePruner,
+        kept_record,
+        make_callback,
+        sparsity_by_layer,
+        sparsity_by_matrix,
+        weights_size_mb,
+    )
+
+    data = ctx.data
+    tokenizer = AutoTokenizer.from_pretrained(ctx.inputs["input"])
+    model = AutoModelForSequenceClassification.from_pretrained(
+        ctx.inputs["input"],
+        num_labels=len(data.label_names),
+        id2label=data.id2label,
+        label2id=data.label2id,
+        ignore_mismatched_sizes=True,  # a head for other labels is replaced, never reused
+    )
+    common = dict(
+        model=model,
+        eval_dataset=data.tokenized("eval", tokenizer, spec.max_length),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=eval_metrics(data.oos_id),
+        callbacks=list(getattr(ctx, "callbacks", ())),  # what the runner adds to every trainer
+    )
+    work_dir = ctx.out_dir / "_trainer"
+    if spec.teacher is None:
+        trainer = Trainer(
+            args=training_arguments(spec, work_dir, ctx.seed),
+            train_dataset=data.tokenized("train", tokenizer, spec.max_length),
+            **common,
+        )
+    else:
+        teacher = AutoModelForSequenceClassification.from_pretrained(ctx.inputs["teacher"])
+        if teacher.config.num_labels != len(data.label_names):
+            raise ValueError(
+                f"the teacher has {teacher.config.num_labels} labels but the dataset has {len(data.label_names)}"
+            )
+        teacher_tokenizer = AutoTokenizer.from_pretrained(ctx.inputs["teacher"])
+        rows = data.split("train")
+        ctx.log.info("Caching teacher logits for %d training examples", len(rows))
+        logits = teacher_logits(
+            teacher, tokenize(rows, teacher_tokenizer, spec.max_length), DataCollatorWithPadding(teacher_tokenizer)
+        )
+        del teacher
+        train = tokenize(rows, tokenizer, spec.max_length).add_column(TEACHER_LOGITS, [r.tolist() for r in logits])
+        trainer = DistillationTrainer(
+            args=training_arguments(spec, work_dir, ctx.seed, remove_unused_columns=False),
+            train_dataset=train,
+            alpha=spec.alpha,
+            temperature=spec.temperature,
+            **common,
+        )
+    pruner = MagnitudePruner(model, spec.scope)
+    trainer.add_callback(make_callback(pruner, spec.sparsity, spec.initial_sparsity, spec.start, spec.end, spec.every))
+    result = fit_and_save(trainer, tokenizer, ctx.out_dir)
+    per_layer = sparsity_by_layer(trainer.model)
+    per_matrix = sparsity_by_matrix(trainer.model)
+    sizes, sizes_before = weights_size_mb(ctx.out_dir), weights_size_mb(ctx.inputs["input"])
+    ctx.log.info(
+        "Encoder sparsity per layer %s; %.2f MB (gzip %.2f MB; input gzip %.2f MB)",
+        [round(s, 3) for s in per_layer],
+        sizes["size_mb"],
+        sizes["size_gzip_mb"],
+        sizes_before["size_gzip_mb"],
+    )
+    return {
+        **result,
+        "sparsity": sum(per_matrix[n] * m.weight.numel() for n, m in pruner.modules)
+        / sum(m.weight.numel() for _, m in pruner.modules),
+        "sparsity_per_layer": per_layer,
+        "sparsity_per_matrix": per_matrix,
+        **sizes,
+        "size_mb_before": sizes_before["size_mb"],
+        "size_gzip_mb_before": sizes_before["size_gzip_mb"],
+        "kept": kept_record(layers=[{"sparsity": s} for s in per_layer]),
+    }

@@ -1,0 +1,209 @@
+"""``prune-structured``: remove whole attention heads and FFN neurons, then optionally recover.
+
+Unstructured zeros do not make dense PyTorch or ONNX Runtime kernels faster; smaller matrices
+do. This stage scores every head and FFN neuron on train rows (:func:`recipes.pruning.importance`:
+the gradient of the loss with respect to a mask on each, Michel et al. 2019, or the weights'
+norms), removes the lowest-scored physically, and can recover with a short distillation from a
+teacher (``recover:``, the ``distill`` stage's trainer with the pruned model as its student).
+
+Heads: ``model.prune_heads`` removes them and records ``config.pruned_heads``, which
+``from_pretrained`` and optimum's ONNX export replay, so a layer may keep any number of heads.
+FFN neurons: transformers' config has one ``intermediate_size`` for every layer, so every layer
+keeps the **same number** of neurons (its own highest-scored ones): the result loads through a
+stock config everywhere (``pipeline()``, optimum, ONNX Runtime). Per-layer widths would need a
+custom model class, which neither the Hub's loaders nor the exporter know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..bounds import BatchSize, FiniteFloat, Fraction, SampleCount, Text
+from .base import TRAINING_LIBRARIES, Publishing, StageContext, StageSpec, StrictSpec, register
+
+#: A share of parts to remove: 0 removes none; 1 would remove them all.
+RemovedShare = FiniteFloat
+
+
+class RecoverSpec(StrictSpec):
+    """A short distillation of the pruned model from ``teacher`` (the ``distill`` stage's loss:
+    ``alpha * CE + (1 - alpha) * T^2 * KL``, teacher logits cached)."""
+
+    teacher: Text = Field(description="The teacher: a key of `models` or an earlier stage.")
+    epochs: FiniteFloat = Field(2.0, gt=0, le=1000)
+    learning_rate: FiniteFloat = Field(1e-4, gt=0, le=1)
+    batch_size: BatchSize = 32
+    weight_decay: Fraction = 0.01
+    warmup_ratio: FiniteFloat = Field(0.0, ge=0, lt=1)
+    max_length: int = Field(128, ge=1, le=8192)
+    alpha: Fraction = 0.5
+    temperature: FiniteFloat = Field(2.0, gt=0, le=100)
+
+
+class PruneStructuredSpec(StageSpec):
+    """Remove ``remove_heads`` of ``input``'s attention heads and ``remove_ffn`` of its FFN neurons.
+
+    Heads go by lowest score within each layer (``head_scope: layer``) or across the model
+    (``model``), every layer keeping at least ``min_heads``; FFN neurons go by lowest score
+    within each layer, the same number in every layer (see the module docstring). Scores
+    (``importance``: ``gradient`` or ``magnitude``) come from ``importance_samples`` train rows.
+    ``recover`` distils the pruned model from a teacher. The record holds the heads and FFN
+    width kept per layer and the eval accuracy before, after pruning and after recovery.
+
+    .. code-block:: yaml
+
+        stages:
+          - name: prune
+            type: prune-structured
+            input: student
+            remove_heads: 0.5       # half the heads of each layer
+            remove_ffn: 0.5         # half the FFN neurons of each layer
+            importance: gradient    # Michel et al. 2019; or magnitude
+            recover: {teacher: teacher, epochs: 3, learning_rate: 1.0e-4}
+    """
+
+    type: Literal["prune-structured"]
+    input: Text = Field(description="A PyTorch fp32 classifier: a key of `models` or an earlier stage.")
+    remove_heads: RemovedShare = Field(0.0, ge=0, lt=1, description="Share of attention heads removed.")
+    head_scope: Literal["layer", "model"] = Field("layer", description="Heads ranked within each layer or overall.")
+    min_heads: int = Field(1, ge=1, le=1024, description="Heads every layer keeps at least.")
+    remove_ffn: RemovedShare = Field(0.0, ge=0, lt=1, description="Share of FFN neurons removed (each layer).")
+    importance: Literal["gradient", "magnitude"] = Field("gradient", description="How parts are scored.")
+    importance_samples: SampleCount = Field(512, description="Train rows the gradient scores are summed over.")
+    batch_size: BatchSize = 32
+    max_length: int = Field(128, ge=1, le=8192)
+    recover: RecoverSpec | None = Field(None, description="Distil the pruned model from a teacher; null: none.")
+
+    @model_validator(mode="after")
+    def _removes_something(self):
+        if self.remove_heads == 0 and self.remove_ffn == 0:
+            raise ValueError("nothing to remove: set remove_heads and/or remove_ffn above 0 (and below 1)")
+        return self
+
+    def refs(self) -> dict[str, str]:
+        return {"input": self.input, **({"teacher": self.recover.teacher} if self.recover else {})}
+
+
+#: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
+PUBLISHING = Publishing(
+    tag="pruning",
+    relation="finetune",
+    phrase="structured pruning: {remove_heads} of the attention heads and {remove_ffn} of the FFN neurons removed "
+    "by {importance} importance (recovery by distillation: see the settings)",
+    repo_dir="",
+    usage="usage/pytorch.md.j2",
+)
+
+
+@register("prune-structured", PruneStructuredSpec, libraries=TRAINING_LIBRARIES, publishing=PUBLISHING)
+def run(spec: PruneStructuredSpec, ctx: StageContext) -> dict:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+    from ..data import tokenize
+    from ..metrics import classification_metrics
+    from ..modelio import PYTORCH, read_format, save_pretrained_model
+    from ..pruning import (
+        ffn_to_keep,
+        heads_to_remove,
+        importance,
+        kept_record,
+        layer_shapes,
+        predictions,
+        remove_heads,
+        shrink_ffn,
+    )
+
+    source = ctx.inputs["input"]
+    if read_format(source).format != PYTORCH:
+        raise ValueError(
+            f"prune-structured takes a PyTorch fp32 model; {spec.input!r} is {read_format(source).format!r}"
+        )
+    model = AutoModelForSequenceClassification.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    before = layer_shapes(model)
+    heads_total = model.config.num_attention_heads
+    if spec.remove_heads and spec.min_heads > max(b["heads"] for b in before):
+        raise ValueError(
+            f"min_heads is {spec.min_heads} but the layers have at most {max(b['heads'] for b in before)}"
+        )
+    params_before = sum(p.numel() for p in model.parameters())
+
+    eval_rows = ctx.data.split("eval")
+    eval_texts, eval_labels = list(eval_rows["text"]), list(eval_rows["label"])
+
+    def eval_metrics() -> dict:
+        preds = predictions(model, tokenizer, eval_texts, spec.max_length)
+        return classification_metrics(preds, eval_labels, ctx.data.oos_id)
+
+    eval_before = eval_metrics()
+    train = ctx.data.split("train")
+    rows = train.shuffle(seed=ctx.seed).select(range(min(spec.importance_samples, len(train))))
+    loader = torch.utils.data.DataLoader(
+        tokenize(rows, tokenizer, spec.max_length),
+        batch_size=spec.batch_size,
+        collate_fn=DataCollatorWithPadding(tokenizer),
+    )
+    head_scores, ffn_scores = importance(model, loader, spec.importance)
+    removed = heads_to_remove(head_scores, spec.remove_heads, spec.head_scope, spec.min_heads)
+    remove_heads(model, removed)
+    if spec.remove_ffn:
+        shrink_ffn(model, ffn_to_keep(ffn_scores, spec.remove_ffn))
+    after = layer_shapes(model)
+    params_after = sum(p.numel() for p in model.parameters())
+    eval_pruned = eval_metrics()
+    ctx.log.info(
+        "Pruned heads per layer %s -> %s, FFN width %s -> %s; eval accuracy %.4f -> %.4f",
+        [b["heads"] for b in before],
+        [a["heads"] for a in after],
+        before[0]["ffn"],
+        after[0]["ffn"],
+        eval_before["accuracy"],
+        eval_pruned["accuracy"],
+    )
+
+    recovered = None
+    if spec.recover is None:
+        save_pretrained_model(model, tokenizer, ctx.out_dir)
+    else:
+        recovered = _recover(spec, ctx, model, tokenizer)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(ctx.out_dir)
+    if layer_shapes(reloaded) != after:  # the config must describe the shapes: stop before export does
+        raise RuntimeError(f"{ctx.out_dir} reloads with shapes {layer_shapes(reloaded)}, not {after}")
+    layers = [
+        {"heads": a["heads"], "heads_total": heads_total, "ffn": a["ffn"], "ffn_total": b["ffn"]}
+        for a, b in zip(after, before)
+    ]
+    return {
+        "importance": spec.importance,
+        "heads_removed": {str(i): hs for i, hs in removed.items()},  # current indices of the input
+        "pruned_heads": {str(k): sorted(v) for k, v in reloaded.config.pruned_heads.items()},
+        "intermediate_size": reloaded.config.intermediate_size,
+        "params_before": params_before,
+        "params_after": params_after,
+        "eval_before": eval_before,
+        "eval_pruned": eval_pruned,
+        **({"recover": recovered, "eval_accuracy": recovered.get("eval_accuracy")} if recovered else {}),
+        "kept": kept_record(layers=layers),
+    }
+
+
+def _recover(spec: PruneStructuredSpec, ctx: StageContext, model, tokenizer) -> dict:
+    """Distil the pruned ``model`` from the teacher into ``ctx.out_dir`` with the distill stage."""
+    from ..modelio import save_pretrained_model
+    from . import distill
+
+    pruned_dir = ctx.out_dir / "_pruned"
+    save_pretrained_model(model, tokenizer, pruned_dir)
+    recipe = spec.recover.model_dump(exclude={"teacher"})
+    distill_spec = distill.DistillSpec(name=spec.name, type="distill", input="teacher", student="pruned", **recipe)
+    sub = dataclasses.replace(ctx, inputs={"input": ctx.inputs["teacher"], "student": pruned_dir})
+    ctx.log.info("Recovering the pruned model by distillation from %r", spec.recover.teacher)
+    try:
+        return distill.run(distill_spec, sub)
+    finally:
+        shutil.rmtree(pruned_dir, ignore_errors=True)

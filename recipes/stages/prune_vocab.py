@@ -1,0 +1,140 @@
+"""``prune-vocab``: trim a classifier's WordPiece vocabulary to the pieces its data needs.
+
+The vocabulary embedding is most of a small encoder (all-MiniLM-L6-v2: 30,522 x 384, 45 of its
+87 MB) while one task's texts use a few thousand pieces. The stage keeps the rows named by
+:func:`recipes.pruning.choose_vocabulary`, rewrites the tokenizer (``tokenizer.json`` and
+``vocab.txt``, same normalizer) and slices the embedding in the new id order, so
+``pipeline()``, ``from_pretrained`` and the ONNX export load the result unchanged. A text whose
+pieces were all kept gets exactly the logits it got before; a word that lost its piece is split
+into smaller kept pieces, which the model never saw in training: the test split measures what
+that costs (it is read for the report only, never to choose the rows).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..bounds import Text
+from .base import Publishing, StageContext, StageSpec, register
+
+
+class PruneVocabSpec(StageSpec):
+    """Keep, of ``input``'s vocabulary: the special tokens; every piece the train split uses at
+    least ``min_count`` times; the single-character pieces, plain and ``##`` (``characters``:
+    ``all`` of the vocabulary's, ``seen`` those of characters in the train texts or the word
+    list, ``none``), so that a word splits into pieces rather than [UNK]; and the pieces of the
+    ``top_words`` most frequent words of ``language`` (the ``wordfreq`` package; 0: none).
+
+    ``input`` is a PyTorch fp32 classifier with a fast WordPiece tokenizer (BERT, MiniLM); no
+    retraining. The stage records the rows kept, the embedding MB saved, and on the test split
+    (report only) the share of texts tokenized differently, the [UNK] rate and the accuracy
+    before and after.
+
+    .. code-block:: yaml
+
+        stages:
+          - name: trim
+            type: prune-vocab
+            input: teacher
+            top_words: 20000       # + pieces of the 20k most frequent English words
+            min_count: 1
+            characters: all
+    """
+
+    type: Literal["prune-vocab"]
+    input: Text = Field(description="A PyTorch fp32 classifier: a key of `models` or an earlier stage.")
+    min_count: int = Field(1, ge=1, le=1_000_000, description="Train-split uses a piece needs to be kept.")
+    characters: Literal["all", "seen", "none"] = Field(
+        "all", description="Single-character pieces kept: all, those of characters seen, or none."
+    )
+    top_words: int = Field(0, ge=0, le=1_000_000, description="Most frequent words whose pieces are kept; 0: none.")
+    language: Text = Field("en", description="wordfreq language code of the word list.")
+    max_length: int = Field(128, ge=1, le=8192, description="Truncation of the accuracy report's texts.")
+
+    def refs(self) -> dict[str, str]:
+        return {"input": self.input}
+
+
+#: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
+PUBLISHING = Publishing(
+    tag="pruning",
+    phrase="vocabulary trimmed to the pieces of the train split (+ top {top_words} words, characters: {characters})",
+    repo_dir="",
+    usage="usage/pytorch.md.j2",
+)
+
+
+LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "wordfreq")
+
+
+@register("prune-vocab", PruneVocabSpec, libraries=LIBRARIES, publishing=PUBLISHING)
+def run(spec: PruneVocabSpec, ctx: StageContext) -> dict:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ..metrics import classification_metrics
+    from ..modelio import PYTORCH, read_format, save_pretrained_model
+    from ..pruning import (
+        choose_vocabulary,
+        kept_record,
+        predictions,
+        save_trimmed_tokenizer,
+        tokenization_changes,
+        top_words,
+        trim_embeddings,
+        weights_size_mb,
+    )
+
+    source = ctx.inputs["input"]
+    if read_format(source).format != PYTORCH:
+        raise ValueError(
+            f"prune-vocab takes a PyTorch fp32 model; {spec.input!r} is {read_format(source).format!r}. "
+            "Trim the fp32 model, then export and quantize the result."
+        )
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForSequenceClassification.from_pretrained(source)
+    words = top_words(spec.language, spec.top_words) if spec.top_words else []
+    choice = choose_vocabulary(
+        tokenizer, list(ctx.data.split("train")["text"]), spec.min_count, spec.characters, words
+    )
+    test = ctx.data.split("test")
+    texts, labels = list(test["text"]), list(test["label"])
+    before = predictions(model, tokenizer, texts, spec.max_length)
+    embedding = model.get_input_embeddings().weight
+    row_bytes = embedding.shape[1] * embedding.element_size()
+
+    trimmed = save_trimmed_tokenizer(tokenizer, choice.keep, ctx.out_dir)
+    trim_embeddings(model, choice.keep)
+    save_pretrained_model(model, trimmed, ctx.out_dir)
+    emitted = max((max(ids, default=0) for ids in trimmed(texts or [""])["input_ids"]), default=0)
+    if emitted >= len(choice.keep):  # a bug, never a setting: stop before anything loads it
+        raise RuntimeError(f"the trimmed tokenizer emits id {emitted}, past the {len(choice.keep)} rows kept")
+    after = predictions(model, trimmed, texts, spec.max_length)
+    acc_before = classification_metrics(before, labels, ctx.data.oos_id)
+    acc_after = classification_metrics(after, labels, ctx.data.oos_id)
+    kept, total = len(choice.keep), choice.total
+    ctx.log.info(
+        "Kept %d of %d vocabulary rows (%s); test accuracy %.4f -> %.4f",
+        kept,
+        total,
+        ", ".join(f"{k} +{v}" for k, v in choice.added_by.items()),
+        acc_before["accuracy"],
+        acc_after["accuracy"],
+    )
+    return {
+        "vocab_kept": kept,
+        "vocab_total": total,
+        "kept_by_rule": choice.added_by,
+        "embedding_mb_saved": (total - kept) * row_bytes / 2**20,
+        **weights_size_mb(ctx.out_dir),
+        "test": {
+            **tokenization_changes(tokenizer, trimmed, texts),
+            "accuracy_before": acc_before["accuracy"],
+            "accuracy_after": acc_after["accuracy"],
+            "accuracy_delta": acc_after["accuracy"] - acc_before["accuracy"],
+            "before": acc_before,
+            "after": acc_after,
+        },
+        "kept": kept_record(vocabulary=(kept, total)),
+    }
