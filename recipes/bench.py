@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from .errors import RecipeError, RecipeValidationError
+from .stages.benchmark import latency_stats
 
 log = logging.getLogger("recipes")
 
@@ -181,21 +182,10 @@ def _time_calls(serve: Callable[[str], Any], queries: Sequence[str]) -> list[flo
     return seconds
 
 
-def _stats(seconds: list[float]) -> dict[str, float]:
-    ms = np.asarray(seconds) * 1000.0
-    return {
-        "mean": float(ms.mean()),
-        "std": float(ms.std()),
-        "p50": float(np.percentile(ms, 50)),
-        "p90": float(np.percentile(ms, 90)),
-        "p99": float(np.percentile(ms, 99)),
-    }
-
-
 def summarize_rounds(per_round: list[list[float]]) -> dict:
     """Per-round latency statistics (ms) -> their medians over rounds, the spread of the per-round
     means ((max - min) / median, in %), the per-round means, and the number of timed calls."""
-    stats = [_stats(s) for s in per_round if s]
+    stats = [latency_stats(s) for s in per_round if s]
     if not stats:
         return {}
     out = {k: float(np.median([st[k] for st in stats])) for k in ("mean", "std", "p50", "p90", "p99")}
