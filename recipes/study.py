@@ -119,18 +119,33 @@ def shown_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+#: Tries to open a storage whose schema another process may be creating at the same moment.
+SCHEMA_ATTEMPTS = 5
+
+
 def open_storage(url: str):
     """An ``RDBStorage`` with heartbeats: a trial whose process stops beating for :data:`GRACE_S`
     is failed by the next process that looks, and queued again."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
     optuna = _optuna()
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=HEARTBEAT_S,
-        grace_period=GRACE_S,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
-    )
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+            )
+        except (IntegrityError, ProgrammingError):
+            # Processes that open a new database at once race to create Optuna's schema (PostgreSQL:
+            # "duplicate key ... pg_type"); the loser finds it made by the winner on the next try.
+            if attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def find_study(storage, name: str):

@@ -295,3 +295,14 @@ def test_the_kept_trial_and_its_rule():
     assert most_accurate.trial.number == 0 and "highest eval accuracy" in most_accurate.rule
     small = studies.choose(two, "accuracy", "size_mb", 0.02)
     assert small.trial.number == 1 and "within 0.02 of the best (0.9000)" in small.rule
+
+
+def test_processes_opening_a_new_postgres_database_at_once(postgres_url):
+    """The first processes on a fresh database race to create Optuna's schema; none may fail."""
+    code = "import sys; from recipes.study import open_storage; open_storage(sys.argv[1])"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, postgres_url], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e.strip().splitlines()[-1:] for e in errors]
