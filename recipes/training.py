@@ -25,6 +25,20 @@ class TrainingSpec(StageSpec):
     max_length: int = Field(128, ge=1, le=8192)
 
 
+def classifier_with_dataset_labels(model_dir, data):
+    """``model_dir`` as a sequence classifier of ``data``'s labels; a head for other labels is
+    replaced, never reused (fine-tuning bases, students, models to prune while training)."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        model_dir,
+        num_labels=len(data.label_names),
+        id2label=data.id2label,
+        label2id=data.label2id,
+        ignore_mismatched_sizes=True,
+    )
+
+
 def eval_metrics(oos_id: int | None = None):
     """``compute_metrics`` for the Trainer: accuracy, and the out-of-scope metrics when the
     dataset has an out-of-scope label (see :func:`recipes.metrics.classification_metrics`)."""

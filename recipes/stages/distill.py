@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from ..augment import OPS, Op
 from ..bounds import MAX_LAYERS, FiniteFloat, Fraction, LayerIndex, Text
-from ..training import TrainingSpec, eval_metrics, fit_and_save, training_arguments
+from ..training import TrainingSpec, classifier_with_dataset_labels, eval_metrics, fit_and_save, training_arguments
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, StrictSpec, register
 
 
@@ -131,13 +131,7 @@ def run(spec: DistillSpec, ctx: StageContext) -> dict:
     if spec.keep_layers is not None:
         student, tokenizer = student_from_teacher(teacher, spec.keep_layers), teacher_tokenizer
     else:  # the student may have its own vocabulary: tokenize the same rows its way
-        student = AutoModelForSequenceClassification.from_pretrained(
-            ctx.inputs["student"],
-            num_labels=len(data.label_names),
-            id2label=data.id2label,
-            label2id=data.label2id,
-            ignore_mismatched_sizes=True,
-        )
+        student = classifier_with_dataset_labels(ctx.inputs["student"], data)
         tokenizer = AutoTokenizer.from_pretrained(ctx.inputs["student"])
     layers = layer_targets(spec, teacher, student, tokenizer, teacher_tokenizer) if spec.uses_layers else None
     if layers is None:

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from ..bounds import Text
-from ..training import TrainingSpec, eval_metrics, fit_and_save, training_arguments
+from ..training import TrainingSpec, classifier_with_dataset_labels, eval_metrics, fit_and_save, training_arguments
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, register
 
 
@@ -49,17 +49,11 @@ PUBLISHING = Publishing(
 
 @register("finetune", FinetuneSpec, libraries=TRAINING_LIBRARIES, publishing=PUBLISHING)
 def run(spec: FinetuneSpec, ctx: StageContext) -> dict:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
+    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer
 
     data = ctx.data
     tokenizer = AutoTokenizer.from_pretrained(ctx.inputs["input"])
-    model = AutoModelForSequenceClassification.from_pretrained(
-        ctx.inputs["input"],
-        num_labels=len(data.label_names),
-        id2label=data.id2label,
-        label2id=data.label2id,
-        ignore_mismatched_sizes=True,  # a head for other labels is replaced, never reused
-    )
+    model = classifier_with_dataset_labels(ctx.inputs["input"], data)
     trainer = Trainer(
         model=model,
         args=training_arguments(spec, ctx.out_dir / "_trainer", ctx.seed),

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..bounds import FiniteFloat, Fraction, Text
-from ..training import TrainingSpec, eval_metrics, fit_and_save, training_arguments
+from ..training import TrainingSpec, classifier_with_dataset_labels, eval_metrics, fit_and_save, training_arguments
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, register
 
 
@@ -96,13 +96,7 @@ def run(spec: PruneMagnitudeSpec, ctx: StageContext) -> dict:
 
     data = ctx.data
     tokenizer = AutoTokenizer.from_pretrained(ctx.inputs["input"])
-    model = AutoModelForSequenceClassification.from_pretrained(
-        ctx.inputs["input"],
-        num_labels=len(data.label_names),
-        id2label=data.id2label,
-        label2id=data.label2id,
-        ignore_mismatched_sizes=True,  # a head for other labels is replaced, never reused
-    )
+    model = classifier_with_dataset_labels(ctx.inputs["input"], data)
     common = dict(
         model=model,
         eval_dataset=data.tokenized("eval", tokenizer, spec.max_length),
