@@ -251,6 +251,55 @@ def save_kept_plot(hops: list[Hop], out_path: Path) -> Path | None:
     return Path(out_path)
 
 
+# --- the out-of-scope calibration --------------------------------------------------------------
+
+CALIBRATE_OOS = "calibrate-oos"
+#: What the card shows of ``classification_metrics`` on the eval split, before and after the bias.
+CALIBRATION_COLUMNS = [
+    ("Accuracy", "accuracy"),
+    ("In-scope accuracy", "in_scope_accuracy"),
+    ("OOS recall", "oos_recall"),
+]
+
+
+def calibration_on_line(hops: list[Hop]) -> dict | None:
+    """The record of the ``calibrate-oos`` stage on the line (the last one applied, if several):
+    its bias, objective and eval-split metrics before and after; None when there is none (or the
+    stage passed its model on: the dataset had no out-of-scope label)."""
+    for hop in hops:  # newest first
+        if hop.stage_type == CALIBRATE_OOS and "eval_before" in hop.metrics:
+            m = hop.metrics
+            return {
+                "stage": hop.name,
+                "recipe": hop.recipe,
+                "bias": m["oos_bias"],
+                "objective": m["objective"],
+                **{k: {key: m[k][key] for _, key in CALIBRATION_COLUMNS} for k in ("eval_before", "eval_after")},
+            }
+    return None
+
+
+def calibration_table(calibration: dict | None) -> str:
+    """Rows ``before`` and ``after``: the eval-split metrics without and with the bias."""
+    if not calibration:
+        return ""
+    rows = [
+        [name, *(fmt_accuracy(calibration[k][key]) for _, key in CALIBRATION_COLUMNS)]
+        for name, k in (("before", "eval_before"), ("after", "eval_after"))
+    ]
+    header = ["Calibration", *(h for h, _ in CALIBRATION_COLUMNS)]
+    return markdown_table(header, rows, right=set(range(1, len(header))))
+
+
+def uncalibrated_rows(info: RunInfo, hops: list[Hop]) -> list[str]:
+    """The benchmark rows whose model is on the line before its (first) ``calibrate-oos`` stage."""
+    at = [i for i, h in enumerate(hops) if h.stage_type == CALIBRATE_OOS]
+    if not at:
+        return []
+    before = {h.path.resolve() for h in hops[max(at) + 1 :] if h.path is not None}
+    return [r["name"] for r in info.benchmark.models if info.model_path(r["name"]).resolve() in before]
+
+
 # --- the dataset ----------------------------------------------------------------------------------
 
 
@@ -374,6 +423,8 @@ class CardData:
     kept: dict = field(init=False, default_factory=dict)  # what pruning kept (kept_on_line); {} for none
     kept_table: str = field(init=False, default="")
     kept_plot_file: str = field(init=False, default=KEPT_PLOT_FILE)
+    calibration: dict | None = field(init=False, default=None)  # calibration_on_line; None for none
+    calibration_table: str = field(init=False, default="")
     usages: list[Usage] = field(init=False, default_factory=list)  # usage snippets to show
     files: dict[str, str] = field(init=False, default_factory=dict)  # benchmark row -> file shown
 
@@ -414,6 +465,10 @@ class CardData:
         self.search = search_section(hops)
         self.kept = kept_on_line(hops)
         self.kept_table = kept_table(self.kept)
+        self.calibration = calibration_on_line(hops)
+        if self.calibration:
+            self.calibration["uncalibrated"] = uncalibrated_rows(info, hops)
+        self.calibration_table = calibration_table(self.calibration)
         self.files = {name: place.shown for name, place in layout.rows.items()}
         self.usages = usages(layout)
         return self

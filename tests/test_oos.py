@@ -140,3 +140,33 @@ def test_calibration_without_an_oos_label_is_refused_at_check(tmp_path):
     path.write_text(yaml.safe_dump(recipe))
     with pytest.raises(RecipeValidationError, match="needs dataset.oos_label"):
         load_recipe(str(path))
+
+
+def test_calibration_passes_the_model_on_where_the_recipe_allows_no_oos_label(tmp_path):
+    """``without_oos_label: pass`` (the catalog's setting): on a dataset with no out-of-scope
+    label the stage is accepted and its output is the input, unchanged."""
+    from transformers import AutoConfig
+
+    from recipes.data import RecipeData
+    from recipes.schema import DatasetSpec
+
+    dataset = {"id": str(CLINC_DIR), "config": "plus", "label_column": "intent", "max_samples": {"eval": 20}}
+    model_dir = tiny_bert(tmp_path / "bert")
+    config = AutoConfig.from_pretrained(model_dir)
+    config.id2label = RecipeData(DatasetSpec(**dataset), seed=42).id2label
+    config.label2id = {n: i for i, n in config.id2label.items()}
+    config.save_pretrained(model_dir)
+    recipe = {
+        "name": "cal",
+        "description": "x",
+        "dataset": dataset,
+        "models": {"base": str(model_dir)},
+        "stages": [{"name": "calibrate", "type": "calibrate-oos", "input": "base", "without_oos_label": "pass"}],
+    }
+    path = tmp_path / "cal.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    run = Runner(output_root=tmp_path / "out").run(load_recipe(str(path)))
+    out = run.out_dir / "calibrate"
+    assert json.loads((out / ".stage.json").read_text())["metrics"]["oos_bias"] == 0.0
+    texts = ["what is my balance", "play some jazz", "set an alarm"]
+    assert np.allclose(load_classifier(out, 1).logits(texts), load_classifier(model_dir, 1).logits(texts))

@@ -9,6 +9,7 @@ split only, for the recipe's objective; the test split is never looked at.
 
 from __future__ import annotations
 
+import shutil
 from typing import Literal
 
 import numpy as np
@@ -24,7 +25,9 @@ class CalibrateOosSpec(StageSpec):
     that maximizes ``objective`` on the eval split; the dataset must name its out-of-scope
     label (``dataset.oos_label``). The max-probability threshold rule (call a row out of
     scope when no intent reaches probability t) is measured alongside for comparison, but
-    only the bias can be folded into the weights.
+    only the bias can be folded into the weights. ``without_oos_label: pass`` lets a recipe made
+    for any dataset keep the stage: on a dataset with no ``oos_label`` it passes ``input`` on
+    unchanged (the catalog does this); the default refuses such a dataset at ``recipes check``.
 
     .. code-block:: yaml
 
@@ -43,6 +46,9 @@ class CalibrateOosSpec(StageSpec):
     low: FiniteFloat = Field(0.0, ge=-20, le=20)
     high: FiniteFloat = Field(8.0, ge=-20, le=20)
     step: FiniteFloat = Field(0.25, gt=0, le=10)
+    without_oos_label: Literal["error", "pass"] = Field(
+        "error", description="On a dataset with no `oos_label`: error, or pass the model on unchanged."
+    )
 
     @model_validator(mode="after")
     def _range(self):
@@ -52,7 +58,9 @@ class CalibrateOosSpec(StageSpec):
             raise ValueError("the grid from low to high by step has more than 10000 points; take a larger step")
         return self
 
-    needs_oos_label = True
+    @property
+    def needs_oos_label(self) -> bool:  # type: ignore[override]
+        return self.without_oos_label == "error"
 
     def refs(self) -> dict[str, str]:
         return {"input": self.input}
@@ -117,6 +125,10 @@ def run(spec: CalibrateOosSpec, ctx: StageContext) -> dict:
     from ..modelio import load_classifier, save_pretrained_model
 
     oos_id = ctx.data.oos_id
+    if oos_id is None:  # without_oos_label: pass (the spec refuses the dataset otherwise)
+        shutil.copytree(ctx.inputs["input"], ctx.out_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
+        ctx.log.info("  the dataset has no out-of-scope label: %s passed on unchanged", spec.input)
+        return {"oos_bias": 0.0, "objective": spec.objective, "passed": "the dataset has no out-of-scope label"}
     eval_rows = ctx.data.split("eval")
     clf = load_classifier(ctx.inputs["input"], ctx.threads)
     if clf.format != "pytorch":
