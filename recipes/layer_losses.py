@@ -25,11 +25,15 @@ def hidden_state_loss(student_hidden, teacher_hidden, layer_map: list[int], atte
 
 def attention_loss(student_attentions, teacher_attentions, layer_map: list[int], attention_mask) -> torch.Tensor:
     """KL(teacher || student) between the self-attention distributions of each mapped layer,
-    per head and query position, averaged over the real query tokens and the heads."""
+    per head and query position, averaged over the real query tokens and the heads. Where the
+    layers have different head counts (a student whose heads were pruned), each layer's mean
+    attention distribution over its heads is compared instead (a mean of distributions is one)."""
     query_mask = attention_mask.to(student_attentions[0].dtype)  # (batch, seq)
     losses = []
     for s_layer, t_layer in enumerate(layer_map):
         s_att, t_att = student_attentions[s_layer], teacher_attentions[t_layer]  # (batch, heads, seq, seq)
+        if s_att.shape[1] != t_att.shape[1]:
+            s_att, t_att = s_att.mean(1, keepdim=True), t_att.mean(1, keepdim=True)
         kl = (t_att * (torch.log(t_att.clamp(min=1e-12)) - torch.log(s_att.clamp(min=1e-12)))).sum(-1)
         per_query = kl.mean(1)  # over heads -> (batch, seq)
         losses.append((per_query * query_mask).sum() / query_mask.sum().clamp(min=1))

@@ -55,6 +55,16 @@ def test_attention_loss_by_hand():
     assert attention_loss(student, teacher, [1], mask).item() == pytest.approx(total / 2, rel=1e-5)
 
 
+def test_attention_loss_of_a_student_with_fewer_heads_compares_mean_maps():
+    torch.manual_seed(2)
+    mask = torch.tensor([[1, 1, 1]])
+    student = (torch.softmax(torch.randn(1, 1, 3, 3), -1),)  # a layer pruned to 1 head
+    teacher = (torch.softmax(torch.randn(1, 4, 3, 3), -1),)
+    t, s = teacher[0].mean(1)[0], student[0][0, 0]
+    by_hand = sum(t[q, k].item() * math.log(t[q, k].item() / s[q, k].item()) for q in range(3) for k in range(3)) / 3
+    assert attention_loss(student, teacher, [0], mask).item() == pytest.approx(by_hand, rel=1e-5)
+
+
 def test_zero_weights_give_exactly_the_logits_only_loss(tmp_path):
     from transformers import AutoModelForSequenceClassification, TrainingArguments
 
