@@ -151,8 +151,12 @@ def parse_benchmark_table(card_text: str) -> dict[str, dict[str, str]]:
     return {row_name(r["Model"]): r for r in parse_markdown_table(card_text, BENCHMARK_COLUMNS[0][0])}
 
 
-def machine_table(machine: dict) -> str:
+def machine_table(machine: dict, rows_measured: list[dict] = ()) -> str:
+    """The machine of a benchmark; ``Measured on``: the devices its rows ran on (the CPU, for every
+    row this project measures, whatever device trained the models)."""
+    devices = sorted({r.get("device") or "cpu" for r in rows_measured}) or ["cpu"]
     rows = [
+        ["Measured on", ", ".join(d.upper() if d == "cpu" else d for d in devices)],
         ["CPU", machine.get("cpu")],
         ["Cores", machine.get("cores")],
         ["Threads used", machine.get("threads")],
@@ -458,7 +462,7 @@ class CardData:
         self.n_test, self.query, self.seed = final["n_test"], bench.query, record.seed
         self.eval_results = [self._eval_result(final)]
         self.benchmark_table = benchmark_table(bench, layout.rows, info.final_model)
-        self.machine_table = machine_table(bench.machine)
+        self.machine_table = machine_table(bench.machine, bench.models)
         self.settings_table = settings_table(hops, info.benchmark_spec)
         self.lineage = [describe_hop(h, self.hub_url) for h in reversed(hops)]
         self.best_trial = best_trial(hops)

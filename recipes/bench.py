@@ -1066,6 +1066,7 @@ def measure_subjects(
             "sample_latency_ms": m.get("sample_latency_ms") or {},
             "throughput_qps": m["throughput_qps"],
             "runtime": runtimes[subject.name],
+            "device": "cpu",  # every subject is loaded on the CPU (recipes.modelio, the floor, the peer)
         }
         if subject.kind == FLOOR:
             row["epochs"] = settings.floor_epochs

@@ -67,6 +67,9 @@ class Classifier:
     format: str
     make_pipeline: Callable[[], Any]
     runtime: dict = field(default_factory=dict)  # thread settings as the engine reports them
+    #: Where it runs: every loader here places the model on the CPU (ONNX Runtime's CPU provider,
+    #: PyTorch ``device='cpu'``), whatever device trained it, so latency rows are CPU rows.
+    device: str = "cpu"
 
     def logits(
         self, texts: list[str], batch_size: int = 64, max_length: int = 128, desc: str | None = None

@@ -122,6 +122,7 @@ def test_body_sections(runs):
         "## Benchmark",
         "![Accuracy vs latency](accuracy_vs_latency.png)",
         "Fixture CPU @ 2.0GHz",
+        "| Measured on | CPU |",
         "| onnxruntime | 1.32.0 |",
         "| keep_layers | [1] |",
         "<details>",

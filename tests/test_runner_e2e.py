@@ -118,7 +118,7 @@ def test_benchmark_json_has_every_field_for_every_model(first_run):
     assert [r["format"] for r in bench["models"]] == ["pytorch", "pytorch", "pytorch-dynamic-int8"]
     for row in bench["models"]:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["n_test"] == ROWS["test"]
-        assert row["size_mb"] > 0 and row["files"]
+        assert row["size_mb"] > 0 and row["files"] and row["device"] == "cpu"
         assert set(row["latency_ms"]) == LATENCY_FIELDS and row["latency_ms"]["p50"] > 0
         assert set(row["vs_baseline"]) == {"speedup", "size_ratio", "accuracy_delta"}
         assert (

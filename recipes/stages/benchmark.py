@@ -116,6 +116,7 @@ def measure(
         **weights_size_mb(model_dir),  # size_mb, and size_gzip_mb: what the weights take on the wire
         "latency_ms": latency,
         "runtime": clf.runtime,
+        "device": clf.device,
     }
     log.info(
         "  %-12s acc %.4f  size %7.2f MB  latency %.2f ms", name, row["accuracy"], row["size_mb"], latency["mean"]
