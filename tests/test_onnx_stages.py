@@ -14,7 +14,7 @@ from recipes.modelio import load_classifier
 from recipes.onnxio import EXPORTED_FILE, OPTIMIZED_FILE, QUANTIZED_FILE, assemble_repo_folder
 from recipes.runner import Runner
 
-from .tiny import CLINC_DIR, tiny_bert
+from .tiny import CLINC_DIR, tiny_bert_with_labels
 
 DATASET = {
     "id": str(CLINC_DIR),
@@ -47,17 +47,7 @@ def write_recipe(path, stages: list[dict], base_dir) -> str:
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     """The tiny BERT with CLINC's 151 intent names as id2label."""
-    from transformers import AutoConfig
-
-    from recipes.data import RecipeData
-    from recipes.schema import DatasetSpec
-
-    model_dir = tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
-    config = AutoConfig.from_pretrained(model_dir)
-    config.id2label = RecipeData(DatasetSpec(**DATASET), seed=42).id2label
-    config.label2id = {name: i for i, name in config.id2label.items()}
-    config.save_pretrained(model_dir)
-    return model_dir
+    return tiny_bert_with_labels(tmp_path_factory.mktemp("tiny") / "bert", DATASET)
 
 
 @pytest.fixture(scope="module")

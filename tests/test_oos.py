@@ -16,7 +16,7 @@ from recipes.modelio import load_classifier
 from recipes.runner import Runner
 from recipes.stages.calibrate_oos import choose_bias
 
-from .tiny import CLINC_DIR, tiny_bert
+from .tiny import CLINC_DIR, tiny_bert_with_labels
 
 OOS = 2  # in the hand-made set: labels 0, 1 are intents, 2 is out of scope
 
@@ -59,11 +59,6 @@ def test_chosen_bias_is_the_best_of_the_grid():
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory, clinc_dir):
     """A tiny BERT with CLINC's labels -> calibrate-oos -> ONNX export -> int8, one run."""
-    from transformers import AutoConfig
-
-    from recipes.data import RecipeData
-    from recipes.schema import DatasetSpec
-
     root = tmp_path_factory.mktemp("oos")
     dataset = {
         "id": str(CLINC_DIR),
@@ -72,11 +67,7 @@ def calibrated(tmp_path_factory, clinc_dir):
         "oos_label": "oos",
         "max_samples": {"train": 32, "eval": 200, "test": 64},
     }
-    model_dir = tiny_bert(root / "bert")
-    config = AutoConfig.from_pretrained(model_dir)
-    config.id2label = RecipeData(DatasetSpec(**dataset), seed=42).id2label
-    config.label2id = {n: i for i, n in config.id2label.items()}
-    config.save_pretrained(model_dir)
+    model_dir = tiny_bert_with_labels(root / "bert", dataset)
     recipe = {
         "name": "cal",
         "description": "calibrate a tiny BERT",
@@ -145,17 +136,8 @@ def test_calibration_without_an_oos_label_is_refused_at_check(tmp_path):
 def test_calibration_passes_the_model_on_where_the_recipe_allows_no_oos_label(tmp_path):
     """``without_oos_label: pass`` (the catalog's setting): on a dataset with no out-of-scope
     label the stage is accepted and its output is the input, unchanged."""
-    from transformers import AutoConfig
-
-    from recipes.data import RecipeData
-    from recipes.schema import DatasetSpec
-
     dataset = {"id": str(CLINC_DIR), "config": "plus", "label_column": "intent", "max_samples": {"eval": 20}}
-    model_dir = tiny_bert(tmp_path / "bert")
-    config = AutoConfig.from_pretrained(model_dir)
-    config.id2label = RecipeData(DatasetSpec(**dataset), seed=42).id2label
-    config.label2id = {n: i for i, n in config.id2label.items()}
-    config.save_pretrained(model_dir)
+    model_dir = tiny_bert_with_labels(tmp_path / "bert", dataset)
     recipe = {
         "name": "cal",
         "description": "x",

@@ -36,6 +36,21 @@ def tiny_bert(out_dir: Path, num_labels: int = 151, layers: int = 2, seed: int =
     return Path(out_dir)
 
 
+def tiny_bert_with_labels(out_dir: Path, dataset: dict) -> Path:
+    """:func:`tiny_bert` whose labels are the dataset's (a ``DatasetSpec`` as a dict), in its order."""
+    from transformers import AutoConfig
+
+    from recipes.data import RecipeData
+    from recipes.schema import DatasetSpec
+
+    model_dir = tiny_bert(out_dir)
+    config = AutoConfig.from_pretrained(model_dir)
+    config.id2label = RecipeData(DatasetSpec(**dataset), seed=42).id2label
+    config.label2id = {name: i for i, name in config.id2label.items()}
+    config.save_pretrained(model_dir)
+    return model_dir
+
+
 def quantize_recipe(folder: Path) -> Path:
     """A one-stage recipe (PyTorch dynamic int8 of a tiny BERT, 8 CLINC rows): cheap to run often."""
     import yaml
