@@ -146,14 +146,15 @@ def add_ratios(rows: list[dict], baseline: str) -> None:
 
 
 def format_table(rows: list[dict]) -> str:
-    head = f"{'model':<14}{'format':<22}{'acc':>8}{'size MB':>10}{'mean ms':>10}{'p50':>8}{'p99':>8}{'speedup':>9}"
+    width = max([len("model"), *(len(r["name"]) for r in rows)]) + 2
+    head = f"{'model':<{width}}{'format':<22}{'acc':>8}{'size MB':>10}{'mean ms':>10}{'p50':>8}{'p99':>8}{'speedup':>9}"
     oos = any("oos_recall" in r for r in rows)
     head += f"{'in-scope':>10}{'oos rec':>9}" if oos else ""
     lines = [head, "-" * len(head)]
     for r in rows:
         lat = r["latency_ms"]
         lines.append(
-            f"{r['name']:<14}{r['format']:<22}{r['accuracy']:>8.4f}{r['size_mb']:>10.2f}"
+            f"{r['name']:<{width}}{r['format']:<22}{r['accuracy']:>8.4f}{r['size_mb']:>10.2f}"
             f"{lat['mean']:>10.2f}{lat['p50']:>8.2f}{lat['p99']:>8.2f}{r['vs_baseline']['speedup']:>8.2f}x"
             + (f"{r['in_scope_accuracy']:>10.4f}{r['oos_recall']:>9.4f}" if oos else "")
         )
