@@ -147,7 +147,8 @@ def add_ratios(rows: list[dict], baseline: str) -> None:
 
 def format_table(rows: list[dict]) -> str:
     width = max([len("model"), *(len(r["name"]) for r in rows)]) + 2
-    head = f"{'model':<{width}}{'format':<22}{'acc':>8}{'size MB':>10}{'mean ms':>10}{'p50':>8}{'p99':>8}{'speedup':>9}"
+    head = f"{'model':<{width}}{'format':<22}{'acc':>8}{'size MB':>10}{'mean ms':>10}"
+    head += f"{'p50':>8}{'p99':>8}{'speedup':>9}"
     oos = any("oos_recall" in r for r in rows)
     head += f"{'in-scope':>10}{'oos rec':>9}" if oos else ""
     lines = [head, "-" * len(head)]
