@@ -40,7 +40,7 @@ def test_bench_measures_every_model_in_interleaved_rounds(bench_run):
     assert list(rows) == ["teacher", "kd-quant", "onnx-quant", "floor", "peer"]
     assert [rows[n]["kind"] for n in rows] == ["teacher", "catalog", "catalog", "floor", "peer"]
     assert rows["kd-quant"]["format"] == "pytorch-dynamic-int8" and rows["onnx-quant"]["format"] == "onnx"
-    assert rows["kd-quant"]["model"] == "quantize" and rows["teacher"]["model"] == "finetune"
+    assert rows["kd-quant"]["model"] == "quantize" and rows["teacher"]["model"] == "calibrate"
     assert results["recipes"] == ["teacher", "kd-quant", "onnx-quant"] and results["settings"]["threads"] == 1
     for row in rows.values():
         assert row["n_test"] == 60 and 0.0 <= row["accuracy"] <= 1.0 and "oos_recall" in row

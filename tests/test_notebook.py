@@ -73,7 +73,7 @@ def test_runs_top_to_bottom_and_shows_the_benchmark(executed):
     html = outputs_of(cell_with(executed, "result.to_dataframe()"))[1]["text/html"]
     headers = re.findall(r"<th>([^<]*)</th>", html)
     assert all(column in headers for column in COLUMNS), headers
-    assert {"teacher", "student", "quantize"} <= set(headers)  # the index: one row per measured model
+    assert {"teacher-calibrated", "student", "quantize"} <= set(headers)  # the index: one row per measured model
     stages = outputs_of(cell_with(executed, "recipes.run(plan"))[1]["text/plain"]
     assert "('quantize', 'ran'" in stages and "('benchmark', 'ran'" in stages
     plot = outputs_of(cell_with(executed, "result.plot()"))[1]
@@ -85,7 +85,7 @@ def test_pulls_the_published_model_back_and_predicts(executed):
     assert re.fullmatch(r"prediction: [a-z_]+ \(score [01]\.\d{3}\)\n", printed), printed
     table = outputs_of(cell_with(executed, "ModelCard.load"))[0].splitlines()
     assert table[0].startswith("| Model |") and "Accuracy" in table[0]
-    assert [row.split("|")[1].split()[0] for row in table[2:]] == ["teacher", "student", "quantize"], table
+    assert [row.split("|")[1].split()[0] for row in table[2:]] == ["teacher-calibrated", "student", "quantize"], table
 
 
 def test_progress_bars_are_notebook_widgets(executed):

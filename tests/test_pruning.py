@@ -101,8 +101,8 @@ def test_trimmed_vocabulary_keeps_the_logits_of_kept_texts_and_ids_in_range(runs
 
     from recipes.data import RecipeData
 
-    run = runs["chain"]
-    before_dir, after_dir = run.out_dir / "prune", run.out_dir / "trim"
+    run = runs["chain"]  # kd-prune-onnx-quant: the student is trimmed first
+    before_dir, after_dir = run.models["student"].path, run.out_dir / "trim"
     old_tok, new_tok = AutoTokenizer.from_pretrained(before_dir), AutoTokenizer.from_pretrained(after_dir)
     old = AutoModelForSequenceClassification.from_pretrained(before_dir).eval()
     new = AutoModelForSequenceClassification.from_pretrained(after_dir).eval()
@@ -213,12 +213,12 @@ def test_pruned_model_exports_to_onnx_and_quantizes(runs):
         assert record["parity"]["argmax_agreement"] >= (0.99 if name == "export" else 0.5), record
     recipe = run.loaded.recipe
     texts = list(RecipeData(recipe.dataset, recipe.seed).split("test")["text"])[:32]
-    torch_logits = load_classifier(run.out_dir / "trim", 1).logits(texts)
+    torch_logits = load_classifier(run.out_dir / "calibrate", 1).logits(texts)  # what was exported
     onnx_logits = load_classifier(run.out_dir / "export", 1).logits(texts)
     assert np.abs(torch_logits - onnx_logits).max() < 1e-3
     bench = json.loads((run.out_dir / "benchmark" / "benchmark.json").read_text())
     sizes = {r["name"]: r["size_mb"] for r in bench["models"]}
-    assert sizes["quantize"] < sizes["trim"] < sizes["prune"] < sizes["student"] < sizes["teacher"]
+    assert sizes["quantize"] < sizes["prune"] < sizes["trim"] < sizes["student"] < sizes["teacher-calibrated"]
     vocab = runs["vocab"]  # prune-onnx-quant: the teacher trimmed, exported, quantized
     trim = stage_metrics(vocab, "trim")
     assert trim["kept_by_rule"]["words"] > 0 and trim["vocab_kept"] < trim["vocab_total"]

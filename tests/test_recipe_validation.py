@@ -341,14 +341,14 @@ OUT_OF_BOUNDS = [
     ),
     (
         "benchmark runs 1e12",
-        "models: [teacher, distill]",
-        "models: [teacher, distill]\n    runs: 1000000000000",
+        "models: [teacher, teacher-calibrated, distill, calibrate]",
+        "models: [teacher, teacher-calibrated, distill, calibrate]\n    runs: 1000000000000",
         ["in stages -> benchmark -> runs", "less than or equal to 100000"],
     ),
     (
         "zero threads",
-        "models: [teacher, distill]",
-        "models: [teacher, distill]\n    threads: 0",
+        "models: [teacher, teacher-calibrated, distill, calibrate]",
+        "models: [teacher, teacher-calibrated, distill, calibrate]\n    threads: 0",
         ["in stages -> benchmark -> threads"],
     ),
 ]

@@ -69,9 +69,9 @@ def test_dependencies_ran_first_and_outputs_are_complete(first_run):
     out, runner = first_run
     assert list(runner.runs) == ["teacher", "kd", "kd-quant"]
     for recipe, stages in {
-        "teacher": ["finetune", "benchmark"],
-        "kd": ["distill", "benchmark"],
-        "kd-quant": ["quantize", "benchmark"],
+        "teacher": ["finetune", "calibrate", "benchmark"],
+        "kd": ["distill", "calibrate", "teacher-calibrated", "benchmark"],
+        "kd-quant": ["teacher-calibrated", "quantize", "benchmark"],
     }.items():
         assert [s.name for s in runner.runs[recipe].stages] == stages
         assert all(s.status == "ran" for s in runner.runs[recipe].stages)
@@ -113,8 +113,8 @@ def test_quantized_model_has_int8_linear_layers(first_run):
 def test_benchmark_json_has_every_field_for_every_model(first_run):
     out, _ = first_run
     bench = json.loads((out / "kd-quant" / "benchmark" / "benchmark.json").read_text())
-    assert bench["baseline"] == "teacher"
-    assert [r["name"] for r in bench["models"]] == ["teacher", "student", "quantize"]
+    assert bench["baseline"] == "teacher-calibrated"
+    assert [r["name"] for r in bench["models"]] == ["teacher-calibrated", "student", "quantize"]
     assert [r["format"] for r in bench["models"]] == ["pytorch", "pytorch", "pytorch-dynamic-int8"]
     for row in bench["models"]:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["n_test"] == ROWS["test"]
@@ -132,9 +132,9 @@ def test_run_json_records_provenance(first_run):
     out, _ = first_run
     run = json.loads((out / "kd-quant" / "run.json").read_text())
     assert run["status"] == "finished" and len(run["recipe_sha256"]) == 64
-    assert run["resolved"]["stages"][0]["type"] == "quantize-dynamic"
+    assert [s["type"] for s in run["resolved"]["stages"]] == ["calibrate-oos", "quantize-dynamic", "benchmark"]
     assert run["machine"]["cpu"] and run["machine"]["cores"] >= 1 and run["machine"]["libraries"]["transformers"]
-    assert [s["name"] for s in run["stages"]] == ["quantize", "benchmark"]
+    assert [s["name"] for s in run["stages"]] == ["teacher-calibrated", "quantize", "benchmark"]
     assert all(s["run_wall_s"] is not None for s in run["stages"])
     assert (out / "kd-quant" / "recipe.yaml").is_file() and (out / "kd-quant" / "run.log").stat().st_size > 0
 
@@ -182,5 +182,5 @@ def test_crash_mid_stage_resumes_and_force_reruns(first_run, monkeypatch):
     (stale / "partial").mkdir(parents=True)
     runner = Runner(output_root=out.parent)
     runner.run(load_recipe(recipe_path))
-    assert [s.status for s in runner.runs["kd-quant"].stages] == ["cached", "cached"]
+    assert [s.status for s in runner.runs["kd-quant"].stages] == ["cached", "cached", "cached"]
     assert not stale.exists()
