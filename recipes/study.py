@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .runfolder import pid_alive
+
 #: Seconds between a running trial's heartbeats, and without one before it counts as dead.
 HEARTBEAT_S = 20
 GRACE_S = 60
@@ -164,16 +166,6 @@ def worker_tag() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _states(*names: str) -> tuple:
     state = _optuna().trial.TrialState
     return tuple(getattr(state, n) for n in names)
@@ -210,7 +202,7 @@ def reclaim(study, log: logging.Logger) -> list[int]:
     reclaimed = []
     for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
         tag = trial.user_attrs.get(WORKER) or {}
-        if tag.get("host") != host or not isinstance(tag.get("pid"), int) or _pid_alive(tag["pid"]):
+        if tag.get("host") != host or not isinstance(tag.get("pid"), int) or pid_alive(tag["pid"]):
             continue
         try:
             if not study._storage.set_trial_state_values(trial._trial_id, state=state.FAIL):
