@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.INFO if distributed.is_main() else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
-        if args.command in ("run", "bench"):
+        if args.command in ("run", "bench", "worker"):  # a worker's log is a file: no bars there
             from .progress import configure_progress
 
             configure_progress()

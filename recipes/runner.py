@@ -8,8 +8,9 @@ killed run never leaves a half model that looks done. One run at a time holds a 
 
 A stage may also keep work that a rerun resumes (the ``search-distill`` study) in its state
 folder, ``<run folder>/.state/<stage>-<fingerprint[:12]>/``: it survives a failed or killed
-run, belongs to one cache key (changed settings start afresh, an interrupted run resumes) and
-is removed when the stage finishes. :meth:`Runner.join` gives another process (``python -m
+run, belongs to one cache key (an interrupted run resumes; changed settings, code or libraries
+start afresh, and the log names the work left under the old key and why) and is removed when
+the stage finishes. :meth:`Runner.join` gives another process (``python -m
 recipes worker``) the same stage, inputs and state folder, so it can work on the stage too.
 
 Under ``torchrun`` / ``accelerate launch`` every rank runs the same plan; rank 0 alone decides
@@ -20,6 +21,7 @@ what is cached, holds the lock and writes the folders, training stages train on 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -71,17 +73,56 @@ def state_dir(folder: RunFolder, stage: str, fingerprint: str) -> Path:
     return folder.path / STATE_DIR / f"{stage}-{fingerprint[:12]}"
 
 
-def remove_state(folder: RunFolder, stage: str) -> None:
-    """Delete every state folder of ``stage`` (of this key and of older ones)."""
+#: In a state folder: the cache key it belongs to, so that a run under another key can say
+#: why it does not resume the work left there (see :func:`open_state`).
+STATE_KEY_FILE = "key.json"
+
+
+def _state_folders(folder: RunFolder, stage: str) -> list[Path]:
+    """Every state folder of ``stage``, whatever its key."""
     root = folder.path / STATE_DIR
     if not root.is_dir():
-        return
-    for path in root.iterdir():
-        name, _, digest = path.name.rpartition("-")
-        if name == stage and len(digest) == 12:
-            shutil.rmtree(path, ignore_errors=True)
+        return []
+    return [
+        path
+        for path in sorted(root.iterdir())
+        if path.name.rpartition("-")[0] == stage and len(path.name.rpartition("-")[2]) == 12
+    ]
+
+
+def open_state(folder: RunFolder, stage: str, fingerprint: str, key: dict) -> Path:
+    """Create the state folder of ``stage`` under this key (with the key in it) and warn about
+    work that an interrupted run under another key left, which this run does not resume: a
+    search interrupted before ``git pull`` or a library upgrade starts a new study, and the
+    log says why instead of leaving an hour of trials behind without a word."""
+    state = state_dir(folder, stage, fingerprint)
+    for other in _state_folders(folder, stage):
+        if other == state or all(p.name == STATE_KEY_FILE for p in other.iterdir()):
+            continue
+        try:
+            why = "; ".join(cachekey.key_changes(json.loads((other / STATE_KEY_FILE).read_text()), key))
+        except (OSError, ValueError):
+            why = "its cache key differs"
+        log.warning(
+            "Stage %r: %s holds the work of an interrupted run under another cache key (%s); this run does "
+            "not resume it and removes it when the stage finishes. To resume it instead, stop now and "
+            "rerun with what it was started with.",
+            stage,
+            other.relative_to(folder.path),
+            why,
+        )
+    state.mkdir(parents=True, exist_ok=True)
+    if not (state / STATE_KEY_FILE).is_file():
+        write_json(state / STATE_KEY_FILE, key)
+    return state
+
+
+def remove_state(folder: RunFolder, stage: str) -> None:
+    """Delete every state folder of ``stage`` (of this key and of older ones)."""
+    for path in _state_folders(folder, stage):
+        shutil.rmtree(path, ignore_errors=True)
     with contextlib.suppress(OSError):
-        root.rmdir()  # only when empty
+        (folder.path / STATE_DIR).rmdir()  # only when empty
 
 
 @dataclass
@@ -339,6 +380,7 @@ class Runner:
         tmp_dir.mkdir(parents=True)
         if force:
             remove_state(folder, spec.name)
+        open_state(folder, spec.name, fingerprint, key)
         import transformers
 
         transformers.set_seed(seed)
@@ -511,10 +553,12 @@ def git_commit() -> str | None:
 
 
 def summary_table(run: RecipeRun) -> str:
-    lines = [f"{'stage':<16}{'status':<8}{'wall s':>9}  result", "-" * 60]
+    """One line per stage: name, ran or cached, wall seconds and its numeric metrics."""
+    width = max([len("stage"), *(len(s.name) for s in run.stages)]) + 2
+    lines = [f"{'stage':<{width}}{'status':<8}{'wall s':>9}  result", "-" * (width + 44)]
     for s in run.stages:
         metrics = s.record.metrics or {}
         shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
         text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-        lines.append(f"{s.name:<16}{s.status:<8}{s.record.wall_s:>9.1f}  {text}")
+        lines.append(f"{s.name:<{width}}{s.status:<8}{s.record.wall_s:>9.1f}  {text}")
     return "\n".join(lines)

@@ -3,6 +3,7 @@ version, its code, one of its files) and says why; it skips it otherwise. Record
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -12,7 +13,8 @@ from recipes import cachekey
 from recipes.errors import RunFolderError
 from recipes.loader import load_recipe
 from recipes.runfolder import SCHEMA_VERSION, BenchmarkResult, RunRecord, StageRecord
-from recipes.runner import Runner
+from recipes.runner import STATE_DIR, STATE_KEY_FILE, Runner
+from recipes.stages import STAGE_TYPES
 
 from .tiny import quantize_recipe as make_quantize_recipe
 
@@ -113,3 +115,32 @@ def test_record_of_an_older_version_is_a_cache_miss(quantize_recipe, caplog):
     path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 1}))
     status, why, _ = run_once(*quantize_recipe, caplog)
     assert status == "ran" and "schema version 1" in why, why
+
+
+def test_work_left_under_another_key_is_named_then_dropped(quantize_recipe, caplog, monkeypatch):
+    """A stage interrupted with work in its state folder (a search's study), then the code
+    changes: the rerun starts afresh and the log names the left work and why it is not resumed."""
+    real = STAGE_TYPES["quantize-dynamic"]
+
+    def interrupted(spec, ctx):
+        (ctx.state_dir / "study.db").write_text("an hour of trials")
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(STAGE_TYPES, "quantize-dynamic", dataclasses.replace(real, run=interrupted))
+    with pytest.raises(KeyboardInterrupt):
+        run_once(*quantize_recipe, caplog)
+    monkeypatch.setitem(STAGE_TYPES, "quantize-dynamic", real)
+    (left,) = (quantize_recipe[1]).glob(f"*/q/{STATE_DIR}/quantize-*")
+    assert (left / "study.db").is_file() and json.loads((left / STATE_KEY_FILE).read_text())["code"]
+
+    fingerprints = cachekey.code_fingerprints
+    monkeypatch.setattr(cachekey, "code_fingerprints", lambda m: {**fingerprints(m), STAGE_MODULE: "edited"})
+    status, _, run = run_once(*quantize_recipe, caplog)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert status == "ran" and any(
+        f"{STATE_DIR}/{left.name} holds the work of an interrupted run" in w
+        and "code changed: " in w
+        and STAGE_MODULE in w
+        for w in warnings
+    ), warnings
+    assert not (run.out_dir / STATE_DIR).exists()  # removed once the stage finished

@@ -152,6 +152,7 @@ def share_study(tmp_path, clinc_dir, storage: str | None) -> tuple[dict, set[int
     for i in range(2):
         text = (tmp_path / f"worker-{i}.log").read_text()
         assert "Joined study shared.search." in text and "worker done:" in text, text[-3000:]
+        assert "training step" in text and "it/s]" not in text, "a worker's log file got progress bars"
     return study_of(run.out_dir), {w.pid for w in workers}
 
 
