@@ -13,8 +13,8 @@ Fixtures:
 * ``local_hub`` (session): the running :class:`~hubtools.localhub.LocalHub` on that port,
   over a temporary data dir; ``.url``, ``.token``, ``.data_dir``, ``.storage``.
 * ``seeded_hub`` (session): ``local_hub`` with ``clinc_oos`` and
-  ``sentence-transformers/all-MiniLM-L6-v2`` published; skips when ``clinc_dir`` does.
-* ``clinc_dir`` (session): ``<repo root>/../shared/datasets/clinc_oos``; skips if absent.
+  ``sentence-transformers/all-MiniLM-L6-v2`` published.
+* ``clinc_dir`` (session): ``<repo root>/data/clinc_oos``, the repository's copy.
 * ``new_repo_id`` (function): ``new_repo_id("name")`` -> a unique ``test/name-<hex>``.
 """
 
@@ -36,7 +36,7 @@ from hubtools.localhub import DEV_TOKEN, LocalHub, seed
 pytest_plugins: list[str] = []
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CLINC_DIR = REPO_ROOT.parent / "shared" / "datasets" / "clinc_oos"
+CLINC_DIR = REPO_ROOT / "data" / "clinc_oos"
 
 
 def _free_port() -> int:
@@ -73,8 +73,7 @@ def local_hub() -> Iterator[LocalHub]:
 
 @pytest.fixture(scope="session")
 def clinc_dir() -> Path:
-    if not (CLINC_DIR / "README.md").is_file():
-        pytest.skip(f"shared CLINC150 copy not found at {CLINC_DIR} (expected beside the checkout)")
+    assert (CLINC_DIR / "README.md").is_file(), f"the repository's CLINC150 copy is missing: {CLINC_DIR}"
     return CLINC_DIR
 
 

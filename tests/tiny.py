@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CLINC_DIR = REPO_ROOT.parent / "shared" / "datasets" / "clinc_oos"
+CLINC_DIR = REPO_ROOT / "data" / "clinc_oos"
 
 
 def minilm_dir() -> Path:

@@ -57,7 +57,7 @@ def _dataset_option(parser: argparse.ArgumentParser) -> None:
         "--dataset-dir",
         type=Path,
         default=None,
-        help="clinc_oos in the Hub's parquet layout (default: ../shared/datasets/clinc_oos)",
+        help="clinc_oos in the Hub's parquet layout (default: data/clinc_oos in the repository)",
     )
 
 

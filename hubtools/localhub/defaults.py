@@ -21,9 +21,14 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("LOCALHUB_DATA") or project_root() / ".hub")
 
 
+#: CLINC150 in the Hub's parquet layout, carried by the repository (CC BY 3.0: its LICENSE and
+#: README with the attribution travel with it), so a bare clone seeds its own Hub.
+DATASET_DIR = Path("data") / "clinc_oos"
+
+
 def default_dataset_dir() -> Path:
-    """The shared CLINC150 copy beside the checkout: ``<root>/../shared/datasets/clinc_oos``."""
-    return project_root().parent / "shared" / "datasets" / "clinc_oos"
+    """The repository's CLINC150 copy: ``<project root>/data/clinc_oos``."""
+    return project_root() / DATASET_DIR
 
 
 def default_token() -> str:

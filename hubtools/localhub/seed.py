@@ -50,7 +50,7 @@ def find_model_dir(model_dir: Path | str | None = None) -> Path:
 
 
 def check_dataset_dir(dataset_dir: Path | str | None) -> Path:
-    """The clinc_oos folder (README.md plus parquet files), default ``../shared/datasets/clinc_oos``."""
+    """The clinc_oos folder (README.md plus parquet files), default ``data/clinc_oos`` in the repository."""
     path = Path(dataset_dir) if dataset_dir else default_dataset_dir()
     if not (path / "README.md").is_file() or not any(path.glob("*/*.parquet")):
         raise SeedSourceMissingError(
