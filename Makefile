@@ -47,8 +47,14 @@ bench: $(STAMP)
 bench-readme: $(STAMP)
 	$(PY) -m recipes bench --readme
 
+# Validates every catalog recipe against its data and models (schemas and configs only), on the
+# embedded Hub unless HF_ENDPOINT names one.
 check: $(STAMP)
-	$(PY) -m recipes check --all
+	@if [ -n "$$HF_ENDPOINT" ]; then \
+		$(PY) -m recipes check --all; \
+	else \
+		$(PY) -m hubtools hub exec -- $(PY) -m recipes check --all; \
+	fi
 
 list: $(STAMP)
 	$(PY) -m recipes list

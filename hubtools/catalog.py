@@ -38,6 +38,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, hf_hub_downloa
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
 from hubtools.card import fmt_accuracy, fmt_ms, fmt_size, markdown_table
+from hubtools.hubhttp import HubPolicy
 from hubtools.push import commit_with_retries, namespace
 from hubtools.runinfo import LAYOUT_FILE, DatasetRef
 from recipes.bench import read_results, results_markdown
@@ -70,11 +71,20 @@ class Variant:
     pareto: bool = False
 
 
-def read_variant(api: HfApi, repo_id: str) -> Variant | None:
+def read_variant(api: HfApi, repo_id: str, policy: HubPolicy) -> Variant | None:
     """The published model of ``repo_id``, or None for a repo ``hubtools push`` did not make."""
     try:
         files = {
-            name: Path(hf_hub_download(repo_id, name, endpoint=api.endpoint, token=api.token))
+            name: Path(
+                policy.call(
+                    f"download {repo_id}/{name}",
+                    hf_hub_download,
+                    repo_id,
+                    name,
+                    endpoint=api.endpoint,
+                    token=api.token,
+                )
+            )
             for name in ("README.md", BENCHMARK_FILE, RUN_FILE, LAYOUT_FILE)
         }
     except (EntryNotFoundError, RepositoryNotFoundError):
@@ -215,11 +225,18 @@ def build_catalog(ns: str | None = None, push: bool = True, bench: str | Path | 
     if bench is None:
         bench = DEFAULT_BENCH if DEFAULT_BENCH.is_file() else False
     results = read_results(Path(bench)) if bench else None
+    policy = HubPolicy.from_env()
+    with policy.session():
+        return _build_catalog(ns, push, results, policy)
+
+
+def _build_catalog(ns: str | None, push: bool, results: dict | None, policy: HubPolicy) -> CatalogResult:
     api = HfApi()
     ns = ns or namespace(api)
     repo_id = f"{ns}/{CATALOG_NAME}"
-    ids = sorted(m.id for m in api.list_models(author=ns) if m.id.startswith(f"{ns}/") and m.id != repo_id)
-    variants = [v for v in (read_variant(api, i) for i in ids) if v is not None]
+    listed = policy.call(f"list the models of {ns}", lambda: list(api.list_models(author=ns)))
+    ids = sorted(m.id for m in listed if m.id.startswith(f"{ns}/") and m.id != repo_id)
+    variants = [v for v in (read_variant(api, i, policy) for i in ids) if v is not None]
     mark_pareto(variants)
     variants.sort(key=lambda v: (-v.accuracy, v.latency_ms, v.size_mb))
     result = CatalogResult(repo_id, variants, catalog_readme(ns, variants, api.endpoint, results), bench=results)
@@ -236,9 +253,9 @@ def build_catalog(ns: str | None = None, push: bool = True, bench: str | Path | 
             files += [Path(tmp) / BENCH_PLOT_FILE, Path(tmp) / BENCH_JSON_FILE]
             bench_figure(results).savefig(files[-2], format="png")
             files[-1].write_text(json.dumps(results, indent=2) + "\n")
-        api.create_repo(repo_id, exist_ok=True)
         operations = [CommitOperationAdd(p.name, str(p)) for p in files]
-        result.url = commit_with_retries(api, repo_id, operations, f"Catalog of {ns}: {len(variants)} variant(s)")
+        message = f"Catalog of {ns}: {len(variants)} variant(s)"
+        result.url = commit_with_retries(api, repo_id, operations, message, policy=policy)
     return result
 
 

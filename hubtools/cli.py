@@ -38,6 +38,7 @@ EXIT_CODES = {
     3: "the repo already publishes other metrics (push --overwrite replaces them)",
     4: "the Hub refused the request or could not be reached; nothing was committed",
     5: "verify: a number of the card does not match what the repo's files measure",
+    6: "verify: the Hub could not be reached or did not answer in time, even after retries; nothing was verified",
     130: "interrupted",
 }
 UNREACHABLE = 4

@@ -185,9 +185,10 @@ class PublishedMetricsDifferError(HubToolsError):
 
 
 class HubUnreachableError(HubToolsError):
-    """The Hub (``HF_ENDPOINT``) did not answer, or refused a download."""
+    """verify could not reach the Hub (``HF_ENDPOINT``) or got no answer in time, even after the
+    retries, so it judged nothing: never a verdict from a cached copy of the repo."""
 
-    exit_code = 4
+    exit_code = 6
 
 
 class PushFailedError(HubToolsError):

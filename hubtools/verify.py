@@ -1,6 +1,11 @@
 """``python -m hubtools verify REPO_ID``: check a published repo's numbers against its files.
 
-Pulls the repo as a user would (``snapshot_download``), then for every benchmark row whose
+Asks the Hub which commit the repo's ``revision`` (default ``main``) is now (``model_info``, with
+timeouts) and pulls exactly that commit as a user would (``snapshot_download(revision=sha)``).
+When the Hub cannot be reached, or does not answer in time, even after the retries
+(:class:`hubtools.hubhttp.HubPolicy`), verify judges nothing: it raises
+:class:`~hubtools.errors.HubUnreachableError` (exit status 6), never a verdict from a cached
+copy of the repo. Then, for every benchmark row whose
 model is in the repo (``layout.json``) re-measures accuracy on the same test rows (dataset,
 config, split, ``max_samples`` and seed from the pushed ``benchmark.json`` / ``run.json``)
 and latency on this machine, with the benchmark's own code (:func:`recipes.stages.benchmark.measure`).
@@ -43,9 +48,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-from huggingface_hub import ModelCard, constants, snapshot_download
-from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub import HfApi, ModelCard, snapshot_download
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from hubtools.card import (
     PLOT_FILE,
@@ -57,6 +66,7 @@ from hubtools.card import (
     parse_benchmark_table,
 )
 from hubtools.errors import HubToolsError, HubUnreachableError, VerificationFailedError
+from hubtools.hubhttp import ENV_HELP, HubPolicy, describe, is_transient
 from hubtools.runinfo import LAYOUT_FILE, RowPlace, benchmark_entry, read_layout, resolved_stage
 from recipes.bench import CATALOG, interleaved_rounds, load_subject
 from recipes.data import RecipeData
@@ -269,20 +279,61 @@ def _stage_fingerprint(record: RunRecord, stage: str) -> str | None:
     return "stage:" + hashlib.sha256(json.dumps(entry.outputs, sort_keys=True).encode()).hexdigest()
 
 
-def pull_baseline(base_repo: str | None, run: RunRecord, baseline: str, out: Path) -> tuple[Path | None, str]:
+def _unreachable(endpoint: str, reason: str) -> HubUnreachableError:
+    return HubUnreachableError(
+        f"could not reach the Hub at {endpoint}: {reason}; nothing was verified. Check that it is up "
+        "(local: `make hub`) and HF_ENDPOINT is right, then verify again."
+    )
+
+
+def pull_current(api: HfApi, repo_id: str, revision: str | None, policy: HubPolicy) -> Path:
+    """``repo_id`` as the Hub serves it now: the commit ``revision`` (default ``main``) names there,
+    asked with timeouts, downloaded at exactly that commit. Raises
+    :class:`~hubtools.errors.HubUnreachableError` when the Hub cannot be reached or does not answer
+    in time (after the retries), so no verdict ever comes from another commit's cached copy."""
+    try:
+        info = policy.call(f"model_info {repo_id}", api.model_info, repo_id, revision=revision, timeout=policy.timeout)
+        folder = Path(
+            policy.call(
+                f"download of {repo_id}@{info.sha}",
+                snapshot_download,
+                repo_id,
+                revision=info.sha,
+                endpoint=api.endpoint,
+                token=api.token,
+                etag_timeout=policy.read_timeout,
+            )
+        )
+    except OfflineModeIsEnabled:
+        raise _unreachable(api.endpoint, "offline mode is on (HF_HUB_OFFLINE)") from None
+    except Exception as err:  # transient ones mean "unreachable"; anything else is raised as is
+        if is_transient(err):
+            raise _unreachable(api.endpoint, f"{describe(err)} after {policy.tries} tries") from None
+        raise
+    # snapshot_download returns a cached folder of that commit when the Hub stops answering midway.
+    missing = sorted(s.rfilename for s in info.siblings or [] if not (folder / s.rfilename).is_file())
+    if missing:
+        raise _unreachable(api.endpoint, f"the download of {repo_id}@{info.sha} stopped before {missing[0]}")
+    return folder
+
+
+def pull_baseline(
+    api: HfApi, base_repo: str | None, run: RunRecord, baseline: str, out: Path, policy: HubPolicy
+) -> tuple[Path | None, str]:
     """The baseline row's model from ``base_repo`` (the card's ``base_model``) as a folder
     :func:`recipes.modelio.load_classifier` reads, when that repo publishes the very model this run
-    took as ``baseline``. Returns ``(folder, base_repo)``, or ``(None, why not)``."""
+    took as ``baseline``. Returns ``(folder, base_repo)``, or ``(None, why not)``; raises
+    :class:`~hubtools.errors.HubUnreachableError` when the Hub does not answer."""
     wanted = (run.models.get(baseline) or {}).get("fingerprint")
     if not base_repo:
         return None, "the card names no base_model"
     if not wanted:
         return None, f"the baseline {baseline!r} is a model of this run, and its files are not in the repo"
     try:
-        snapshot = Path(snapshot_download(base_repo))
+        snapshot = pull_current(api, base_repo, None, policy)
         base_run = RunRecord.read(snapshot)
         root_files, places = read_layout((snapshot / LAYOUT_FILE).read_text())
-    except (RepositoryNotFoundError, RevisionNotFoundError, LocalEntryNotFoundError, requests.RequestException):
+    except HfHubHTTPError:  # not found, gated, private: a refusal, not an outage
         return None, f"its base_model {base_repo!r} cannot be downloaded"
     except (RunFolderError, OSError, ValueError, KeyError):
         return None, f"its base_model {base_repo!r} was not published by hubtools push"
@@ -338,26 +389,44 @@ def verify_repo(
     runs: int | None = None,
     tolerance: float = SPEEDUP_TOLERANCE,
     strict_speedup: bool = False,
+    *,
+    endpoint: str | None = None,
+    policy: HubPolicy | None = None,
 ) -> VerifyReport:
-    """Download ``repo_id`` (at ``revision``) and re-measure every model in it on the benchmark's
-    test rows; compare with the card and ``benchmark.json``. ``threads``: default the benchmark's,
-    at most this machine's cores; ``runs``: timed latency calls per model (default the
-    benchmark's). Speed-ups are re-measured against the baseline (this repo's, or the card's
-    ``base_model`` repo's) in interleaved rounds and compared with the card's within ``tolerance``
-    (relative): out of it, a warning, or with ``strict_speedup`` on the card's CPU a mismatch.
-    A mismatch is in the report (``passed`` False), not raised; a repo that cannot be
-    read raises :class:`~hubtools.errors.HubToolsError` or :class:`~recipes.errors.RecipeError`."""
+    """Download ``repo_id`` (the commit ``revision`` names on the Hub now) and re-measure every
+    model in it on the benchmark's test rows; compare with the card and ``benchmark.json``.
+    ``threads``: default the benchmark's, at most this machine's cores; ``runs``: timed latency
+    calls per model (default the benchmark's). Speed-ups are re-measured against the baseline
+    (this repo's, or the card's ``base_model`` repo's) in interleaved rounds and compared with the
+    card's within ``tolerance`` (relative): out of it, a warning, or with ``strict_speedup`` on
+    the card's CPU a mismatch. ``endpoint``: the Hub (default ``HF_ENDPOINT``); ``policy``:
+    timeouts and retries (default :meth:`HubPolicy.from_env`).
+
+    A mismatch is in the report (``passed`` False), not raised; a repo that cannot be read raises
+    :class:`~hubtools.errors.HubToolsError` or :class:`~recipes.errors.RecipeError`; a Hub that
+    cannot be reached or does not answer in time, :class:`~hubtools.errors.HubUnreachableError`."""
+    api = HfApi(endpoint=endpoint)
+    policy = policy or HubPolicy.from_env()
+    with policy.session():
+        return _verify(api, repo_id, revision, threads, runs, tolerance, strict_speedup, policy)
+
+
+def _verify(
+    api: HfApi,
+    repo_id: str,
+    revision: str | None,
+    threads: int | None,
+    runs: int | None,
+    tolerance: float,
+    strict_speedup: bool,
+    policy: HubPolicy,
+) -> VerifyReport:
     try:
-        snapshot = Path(snapshot_download(repo_id, revision=revision))
+        snapshot = pull_current(api, repo_id, revision, policy)
     except (RepositoryNotFoundError, RevisionNotFoundError) as err:
         raise HubToolsError(
             f"Cannot download {repo_id!r}: {err.__class__.__name__}. Check the repo id "
             "(and HF_TOKEN for a private repo)."
-        ) from None
-    except (LocalEntryNotFoundError, requests.ConnectionError, requests.Timeout) as err:
-        raise HubUnreachableError(
-            f"Cannot download {repo_id!r} from {constants.ENDPOINT} ({err.__class__.__name__}). "
-            "Is the Hub up (local: `make hub`) and HF_ENDPOINT right?"
         ) from None
     missing = [n for n in ("README.md", BENCHMARK_FILE, RUN_FILE, LAYOUT_FILE) if not (snapshot / n).is_file()]
     if missing:
@@ -393,7 +462,9 @@ def verify_repo(
                 problems += compare_measured(check)
         source = repo_id
         if bench.baseline not in folders:
-            pulled, source = pull_baseline(card.data.base_model, run, bench.baseline, Path(tmp) / ".baseline")
+            pulled, source = pull_baseline(
+                api, card.data.base_model, run, bench.baseline, Path(tmp) / ".baseline", policy
+            )
             if pulled is not None:
                 folders[bench.baseline] = pulled
         if bench.baseline not in folders:
@@ -446,6 +517,7 @@ def register(groups: argparse._SubParsersAction) -> None:
         action="store_true",
         help="a speed-up out of tolerance on the card's CPU fails verify (default: a warning)",
     )
+    parser.epilog = ENV_HELP
     parser.set_defaults(func=_run)
 
 

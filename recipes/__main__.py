@@ -3,13 +3,15 @@
 
 Exit codes: 0 ok; 1 a stage failed; 2 a mistake in a recipe, override, model, dataset or run
 folder; 3 the run folder is in use by another run (``--no-wait``); 4 publishing failed;
-130 interrupted.
+130 interrupted (Ctrl-C); 143 stopped by SIGTERM (``run``, ``worker`` and ``bench`` treat it as Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -25,7 +27,8 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    """Validate each recipe with the plan it would run (dependencies, references, cycles)."""
+    """Validate each recipe with the plan it would run (dependencies, references, cycles), then
+    hold the plan against its dataset and models as ``run`` does before its first stage."""
     from .api import load
     from .loader import catalog
 
@@ -136,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="List the catalog: name and one line each.").set_defaults(fn=_cmd_list)
 
-    check = sub.add_parser("check", help="Validate recipes and their plans without running anything.")
+    check = sub.add_parser(
+        "check",
+        help="Validate recipes and their plans without running anything, against the dataset's schema and the "
+        "models' config.json (the Hub must be reachable for Hub ids).",
+    )
     check.add_argument("names", nargs="*", help="Recipe names or .yaml paths (default: the whole catalog).")
     check.add_argument("--all", action="store_true", help="Check every catalog recipe.")
     check.set_defaults(fn=_cmd_check)
@@ -225,6 +232,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises :class:`KeyboardInterrupt`, so that all the cleanup
+    an interrupted run does (temporary folders, a search's running trial) is done for it too."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While a command runs stages, SIGTERM (``kill``, a scheduler, torchrun stopping its ranks)
+    stops it as Ctrl-C does; the previous handler is back afterwards."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import distributed
@@ -232,19 +259,21 @@ def main(argv: list[str] | None = None) -> int:
     # Under torchrun / accelerate launch only rank 0 logs progress; the others warnings and errors.
     level = logging.INFO if distributed.is_main() else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    runs_stages = args.command in ("run", "bench", "worker")
     try:
-        if args.command in ("run", "bench", "worker"):  # a worker's log is a file: no bars there
-            from .progress import configure_progress
+        with _sigterm_interrupts() if runs_stages else contextlib.nullcontext():
+            if runs_stages:  # a worker's log is a file: no bars there
+                from .progress import configure_progress
 
-            configure_progress()
-        return args.fn(args)
+                configure_progress()
+            return args.fn(args)
     except RecipeError as err:
         if not getattr(err, "quiet", False):  # a rank stopped by another's failure, shown there
             print(f"error: {err.message}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print("interrupted: finished stages are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return 128 + int(signal.SIGTERM if isinstance(err, _Terminated) else signal.SIGINT)
 
 
 if __name__ == "__main__":

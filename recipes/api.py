@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .bounds import MAX_INT_DIGITS
+from .errors import RecipeValidationError
 from .planning import Plan, make_plan
 from .runfolder import BENCHMARK_FILE, BenchmarkResult, RunFolder
 
@@ -82,11 +84,17 @@ def catalog() -> dict[str, str | None]:
     return described
 
 
-def _yaml_value(value: Any) -> str:
+def _yaml_value(key: str, value: Any) -> str:
     """``value`` as the YAML text of a ``--set`` item (``0.3``, ``[0, 2]``, ``null``, ``'a: b'``)."""
     if isinstance(value, Path):
         value = str(value)
-    lines = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).splitlines()
+    try:
+        lines = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).splitlines()
+    except (yaml.YAMLError, ValueError):  # ValueError: an int Python will not print (over 4300 digits)
+        raise RecipeValidationError(
+            f"overrides[{key!r}]: this {type(value).__name__} cannot be a recipe value; a value is a number "
+            f"(at most {MAX_INT_DIGITS} digits), text, true/false, None, or a list or dict of them."
+        ) from None
     if lines and lines[-1] == "...":  # the end-of-document marker after a plain scalar
         lines = lines[:-1]
     return "\n".join(lines).strip()
@@ -100,26 +108,32 @@ def override_items(overrides: Overrides) -> list[str]:
     if isinstance(overrides, str):
         return [overrides]
     if isinstance(overrides, Mapping):
-        return [f"{key}={_yaml_value(value)}" for key, value in overrides.items()]
+        return [f"{key}={_yaml_value(key, value)}" for key, value in overrides.items()]
     return [str(item) for item in overrides]
 
 
 def load(recipe: str | Path, overrides: Overrides = None) -> Plan:
     """Load and validate ``recipe`` (a catalog name or a ``.yaml`` path) with ``overrides``, and
-    the recipes it depends on, as the plan :func:`run` would run. Nothing runs.
+    the recipes it depends on, as the plan :func:`run` would run, then hold the plan against its
+    dataset and models as :func:`run` does before its first stage (their schema and config.json:
+    columns, splits, labels, layer counts; :func:`recipes.preflight.check_plan`). Nothing runs.
 
     ``overrides`` are the command line's ``--set``: a dict ``{"distill.alpha": 0.3,
     "dataset.max_samples.train": 300}`` or a list ``["distill.alpha=0.3"]``. ``dataset.*``,
     ``models.*`` and ``seed`` apply to every recipe of the plan, other fields to ``recipe``.
-    Raises :class:`~recipes.errors.RecipeNotFoundError` or
-    :class:`~recipes.errors.RecipeValidationError` (the message names the field and what is
-    allowed)::
+    Raises :class:`~recipes.errors.RecipeNotFoundError`,
+    :class:`~recipes.errors.RecipeValidationError`, :class:`~recipes.errors.DatasetError` or
+    :class:`~recipes.errors.ModelSourceError` (the message names the field and what is allowed)::
 
         >>> plan = recipes.load("kd-quant", {"models.base": "org/tiny-bert", "dataset.max_samples.train": 300})
         >>> [item.recipe.name for item in plan.order], plan.scope
         (['teacher', 'kd', 'kd-quant'], 'clinc_oos-plus_tiny-bert_69482ef1')
     """
-    return make_plan(str(recipe), override_items(overrides))
+    from .preflight import check_plan
+
+    plan = make_plan(str(recipe), override_items(overrides))
+    check_plan(plan)
+    return plan
 
 
 @dataclass

@@ -56,7 +56,8 @@ class ParityError(RecipeError):
 
 
 class RunFolderError(RecipeError):
-    """A run folder or record that cannot be read (missing, damaged, or of another schema version)."""
+    """A run folder or record that cannot be read (missing, damaged, or of another schema version),
+    or a run folder that cannot be written (read-only, not a folder, a full disk)."""
 
     exit_code = 2
 

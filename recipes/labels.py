@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 from .errors import ModelSourceError
 from .schema import RecipeOutput
@@ -12,16 +13,21 @@ from .schema import RecipeOutput
 GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 
 
+def config_labels(config: dict) -> list[str] | None:
+    """The labels a model's ``config.json`` (as a dict) names, in id order; None if unreadable."""
+    id2label = config.get("id2label") or {}
+    try:
+        return [id2label[k] for k in sorted(id2label, key=int)]
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 def _labels_of(model_dir) -> list[str] | None:
     try:
         config = json.loads((model_dir / "config.json").read_text())
     except (OSError, ValueError):
         return None
-    id2label = config.get("id2label") or {}
-    try:
-        return [id2label[k] for k in sorted(id2label, key=int)]
-    except (ValueError, TypeError):
-        return None
+    return config_labels(config) if isinstance(config, dict) else None
 
 
 def label_problem(labels: list[str], expected: list[str]) -> str | None:
@@ -38,10 +44,16 @@ def label_problem(labels: list[str], expected: list[str]) -> str | None:
 
 
 def check_labels(loaded, models: dict, data) -> None:
+    """:func:`refuse_other_labels` with the labels of the resolved ``models`` (key -> folder)."""
+    refuse_other_labels(loaded, lambda ref: _labels_of(models[ref].path), data.label_names, data.spec)
+
+
+def refuse_other_labels(loaded, labels_of: Callable[[str], list[str] | None], expected: list[str], dataset) -> None:
     """Refuse, with one message, a given model (a ``models:`` Hub id or folder) that a stage
     uses as a classifier of the dataset's labels (a teacher, a model to export or measure)
-    when its labels are not the dataset's. Models that get a new head (a fine-tuning base, a
-    distillation student) are not checked."""
+    when its labels (``labels_of(key)``, None: unknown) are not ``expected``, the labels of the
+    dataset section ``dataset``. Models that get a new head (a fine-tuning base, a distillation
+    student) are not checked."""
     recipe = loaded.recipe
     for spec in recipe.stages:
         for role in sorted(spec.labelled_roles()):
@@ -49,12 +61,12 @@ def check_labels(loaded, models: dict, data) -> None:
             source = recipe.models.get(ref)
             if source is None or isinstance(source, RecipeOutput):
                 continue  # made by a stage of this plan, on this dataset
-            labels = _labels_of(models[ref].path)
-            problem = label_problem(labels, data.label_names) if labels is not None else None
+            labels = labels_of(ref)
+            problem = label_problem(labels, expected) if labels is not None else None
             if problem:
                 raise ModelSourceError(
                     f"{loaded.path}: models -> {ref} ({source}) is the {role} of stage {spec.name!r}, but {problem}. "
-                    f"Give a classifier fine-tuned on this dataset ({data.spec.id}, "
-                    f"column {data.spec.label_column!r}), "
+                    f"Give a classifier fine-tuned on this dataset ({dataset.id}, "
+                    f"column {dataset.label_column!r}), "
                     "or let the plan fine-tune one (drop the models override)."
                 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 import types
 import typing
 from collections.abc import Hashable
@@ -21,8 +22,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .bounds import MAX_INT_DIGITS
 from .errors import RecipeNotFoundError, RecipeValidationError
 from .schema import Recipe
+from .sources import exists
 from .stages import STAGE_TYPES
 
 CATALOG_DIR = Path(__file__).parent / "catalog"
@@ -50,24 +53,16 @@ def catalog() -> dict[str, Path]:
     return {p.stem: p for p in sorted(CATALOG_DIR.glob("*.yaml"))}
 
 
-def _exists(path: Path) -> bool:
-    """``Path.exists`` that answers False for a name the OS refuses (too long, a NUL byte)."""
-    try:
-        return path.exists()
-    except (OSError, ValueError):
-        return False
-
-
 def find_recipe(name_or_path: str, search_dir: Path | None = None) -> Path:
     """A recipe file by path, or by name: next to ``search_dir`` first, then in the catalog."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
-        if _exists(path):
+        if exists(path):
             return path  # reading it says what else is wrong (a folder, no permission)
         raise RecipeNotFoundError(f"Recipe file {name_or_path} does not exist.")
     for folder in ([search_dir] if search_dir else []) + [CATALOG_DIR]:
         candidate = folder / f"{name_or_path}.yaml"
-        if _exists(candidate):
+        if exists(candidate):
             return candidate
     names = sorted(catalog())
     close = difflib.get_close_matches(name_or_path, names, n=1)
@@ -118,7 +113,8 @@ class _RecipeYAMLLoader(yaml.SafeLoader):
 
     Refused: a key twice in one mapping (PyYAML keeps the last silently), nesting deeper than
     ``MAX_DEPTH`` (PyYAML recurses per level), more than ``MAX_VALUES`` values once aliases are
-    expanded (an alias bomb) or an alias inside its own anchor, and any tag but the plain
+    expanded (an alias bomb) or an alias inside its own anchor, a whole number of more than
+    ``MAX_INT_DIGITS`` digits (Python refuses to read one past 4300), and any tag but the plain
     types. Dates and ``=`` stay strings instead of becoming timestamps or failing.
     """
 
@@ -132,6 +128,7 @@ class _RecipeYAMLLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
         self._sizes: dict[int, int] = {}  # id(node) -> values it holds, aliases expanded
+        self._keys: dict[int, str] = {}  # id(value node) -> its key, for messages
 
     def compose_node(self, parent, index):
         mark = self.peek_event().start_mark
@@ -162,7 +159,20 @@ class _RecipeYAMLLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
             self._refuse_duplicate_keys(node)
+            self._keys.update((id(v), k.value) for k, v in node.value if isinstance(k, yaml.ScalarNode))
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):
+        digits = len(node.value.replace("_", "").lstrip("+-"))
+        if digits > MAX_INT_DIGITS:
+            line = node.start_mark.line + 1
+            what = repr(self._keys[id(node)]) if id(node) in self._keys else "a number"
+            raise _Refused(
+                f"{what} at line {line} has {digits} digits; a recipe's whole numbers have at most {MAX_INT_DIGITS} "
+                "(the largest setting, seed, is at most 4294967295)",
+                node.start_mark,
+            )
+        return super().construct_yaml_int(node)
 
     def _refuse_duplicate_keys(self, node: yaml.MappingNode) -> None:
         """Before merges are flattened: a merged key may be overridden, a written one not."""
@@ -189,6 +199,14 @@ class _RecipeYAMLLoader(yaml.SafeLoader):
 
 
 _RecipeYAMLLoader.add_constructor(None, _RecipeYAMLLoader.construct_undefined)
+_RecipeYAMLLoader.add_constructor(_YAML_TAG + "int", _RecipeYAMLLoader.construct_yaml_int)
+# YAML 1.1 (PyYAML) reads 1e-4 and 1.5e3 as text: an exponent needs a dot and a sign there. Values
+# keep their type (strict specs), so they are read as YAML 1.2 reads them: numbers.
+_RecipeYAMLLoader.add_implicit_resolver(
+    _YAML_TAG + "float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
 
 
 def _load_yaml(text: str):
@@ -317,6 +335,10 @@ def _upstream_recipes(raw: dict) -> list[str]:
     return sorted({m["recipe"] for m in models.values() if isinstance(m, dict) and isinstance(m.get("recipe"), str)})
 
 
+#: The longest --set item a message shows whole.
+MAX_SHOWN = 100
+
+
 def _override_value(item: str, text: str):
     try:
         return _load_yaml(text)[1]
@@ -334,9 +356,11 @@ def apply_override(raw: dict, item: str, path: Path) -> None:
     or a top-level field (``dataset.max_samples.train=200``). Values are parsed as YAML
     (``2``, ``0.3``, ``[0, 2]``), with the checks a recipe file gets.
     """
-    if "=" not in item:
+    key, has_value, value_text = item.partition("=")
+    if len(item) > MAX_SHOWN:  # messages show the item: a long one is cut
+        item = item[:MAX_SHOWN] + "..."
+    if not has_value:
         raise RecipeValidationError(f"--set {item!r}: expected FIELD=VALUE, e.g. distill.alpha=0.3")
-    key, _, value_text = item.partition("=")
     parts = key.strip().split(".")
     if "" in parts:
         raise RecipeValidationError(
@@ -474,7 +498,54 @@ def _message(err: dict, raw: dict) -> tuple[str, str]:
         return "required field is missing", ""
     if kind == "finite_number":
         return "must be a finite number, not .inf or .nan", ""
+    if kind in _WANTED:
+        return _type_problem(kind, err.get("input")), ""
     return msg.removeprefix("Value error, "), ""
+
+
+#: What a field wants, by pydantic's error type; values are never converted (strict specs).
+_WANTED = {
+    "int_type": "a whole number (e.g. 3)",
+    "float_type": "a number (e.g. 0.5)",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "list_type": "a list (e.g. [0, 2])",
+    "dict_type": "a mapping (e.g. {train: 300})",
+}
+#: The YAML types that a quoted value, for a field of each error type, was meant as.
+_UNQUOTED = {"int_type": int, "float_type": (int, float), "bool_type": bool}
+
+
+def _given(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the text {_short(value)}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    return _kind(value)
+
+
+def _type_problem(kind: str, value) -> str:
+    """``must be a number (e.g. 0.5), not the text '0.5'; write it without quotes``."""
+    problem = f"must be {_WANTED[kind]}, not {_given(value)}"
+    if kind == "string_type" and isinstance(value, (bool, int, float)):
+        return f"{problem}; quote it to mean text"
+    if isinstance(value, str) and kind in _UNQUOTED:
+        unquoted = _yaml_scalar(value)
+        if isinstance(unquoted, _UNQUOTED[kind]) and isinstance(unquoted, bool) == (kind == "bool_type"):
+            return f"{problem}; write it without quotes"
+    return problem
+
+
+def _yaml_scalar(text: str):
+    """What ``text`` reads as in YAML without its quotes; None if it does not read."""
+    try:
+        return _load_yaml(text)[1]
+    except yaml.YAMLError:
+        return None
 
 
 def _excerpt(lines: list[str], line_no: int) -> str:

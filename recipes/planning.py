@@ -39,6 +39,9 @@ class Plan:
     order: list[LoadedRecipe]
     scope: str
     scope_info: dict  # what the scope stands for: dataset, starting models, seed
+    #: Set by :func:`recipes.preflight.check_plan` once the plan was held against its data and
+    #: models, so a plan made by :func:`recipes.load` is not checked again when it runs.
+    checked: bool = False
 
     @property
     def target(self) -> LoadedRecipe:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
@@ -48,11 +49,16 @@ SCOPE_FILE = "scope.json"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary sibling, then rename it over ``path``."""
+    """Write ``text`` to a temporary sibling, then rename it over ``path``. A write that fails
+    (a full disk) leaves ``path`` as it was and no part of the new text behind."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -67,18 +73,29 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def hash_outputs(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder`` (records excluded), by relative POSIX path."""
-    return {
-        p.relative_to(folder).as_posix(): sha256_file(p)
+def output_files(folder: Path) -> list[str]:
+    """Every file under ``folder`` (records excluded), as relative POSIX paths."""
+    return [
+        p.relative_to(folder).as_posix()
         for p in sorted(Path(folder).rglob("*"))
         if p.is_file() and p.name != STAGE_RECORD
-    }
+    ]
+
+
+def hash_outputs(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (records excluded), by relative POSIX path."""
+    return {name: sha256_file(Path(folder) / name) for name in output_files(folder)}
 
 
 def changed_outputs(folder: Path, recorded: dict[str, str]) -> list[str]:
-    """Why ``folder``'s files no longer match ``recorded`` (empty: they all do)."""
-    problems = []
+    """Why ``folder``'s files no longer match ``recorded`` (empty: they all do).
+
+    The folder is the truth and the record only a claim about it: a file the record does not
+    list is a change, as is a record that lists no files (every stage writes some), so a record
+    edited or cut short never makes a stage look finished."""
+    if not isinstance(recorded, dict) or not recorded:
+        return ["its record lists no files"]
+    problems = [f"{name} is not in its record" for name in output_files(folder) if name not in recorded]
     for name, digest in sorted(recorded.items()):
         path = Path(folder) / name
         if not path.is_file():
@@ -86,6 +103,32 @@ def changed_outputs(folder: Path, recorded: dict[str, str]) -> list[str]:
         elif sha256_file(path) != digest:
             problems.append(f"{name} changed since the stage finished")
     return problems
+
+
+@contextlib.contextmanager
+def writing(folder: Path) -> Iterator[None]:
+    """Turn an ``OSError`` raised while creating or writing the run folder ``folder`` (read-only,
+    not a folder, no permission, a full disk) into one :class:`RunFolderError` that names it and
+    the fix, in place of a traceback."""
+    try:
+        yield
+    except OSError as err:
+        raise RunFolderError(_cannot_write(Path(folder), err)) from None
+
+
+def _cannot_write(folder: Path, err: OSError) -> str:
+    blocker = next((p for p in (folder, *folder.parents) if os.path.exists(p) and not os.path.isdir(p)), None)
+    if blocker is not None:
+        why = f"{blocker} is a file, not a folder"
+    else:
+        why = err.strerror or str(err)
+        if err.filename and Path(err.filename) != folder:
+            why += f": {err.filename}"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "Free space on its disk, or choose another --output-dir."
+    else:
+        fix = "Choose a writable --output-dir, or fix the permissions of the folder."
+    return f"Cannot write the run folder {folder} ({why}). {fix}"
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -282,13 +325,15 @@ class RunFolder:
         return self.path / f".{stage}.tmp-{os.getpid()}"
 
     def write_recipe(self, text: str) -> None:
-        atomic_write_text(self.path / RESOLVED_RECIPE_FILE, text)
+        with writing(self.path):
+            atomic_write_text(self.path / RESOLVED_RECIPE_FILE, text)
 
     def read_recipe(self) -> str:
         return (self.path / RESOLVED_RECIPE_FILE).read_text()
 
     def write_run(self, record: RunRecord) -> None:
-        record.write(self.path)
+        with writing(self.path):
+            record.write(self.path)
 
     def read_run(self) -> RunRecord:
         return RunRecord.read(self.path)
@@ -317,8 +362,9 @@ class RunFolder:
         ``flock`` is released by the kernel when its process dies, so the lock of a killed run
         is taken over at once; the pid and host in the file are for the message only.
         """
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        with writing(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             told = False
             while True:
@@ -337,8 +383,11 @@ class RunFolder:
                         told = True
                     time.sleep(poll_s)
             started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": started}).encode(), 0)
+            with writing(self.path):
+                os.ftruncate(fd, 0)
+                os.pwrite(
+                    fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": started}).encode(), 0
+                )
             yield
         finally:
             os.close(fd)  # releases the flock

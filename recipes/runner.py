@@ -1,10 +1,11 @@
 """Run a plan: each recipe in order (dependencies first), each stage cached by its key.
 
 A stage is skipped only when its key (see :mod:`recipes.cachekey`: settings, inputs, rows,
-seed, code, library versions) matches its record AND its files still have the recorded
-hashes; otherwise it reruns and the log says why. A stage writes into a temporary folder
-that becomes the stage folder only when it finished (see :mod:`recipes.runfolder`), so a
-killed run never leaves a half model that looks done. One run at a time holds a run folder.
+seed, code, library versions) matches its record AND its folder holds exactly the recorded
+files with the recorded hashes; otherwise it reruns and the log says why. A stage writes into
+a temporary folder that becomes the stage folder only when it finished (see
+:mod:`recipes.runfolder`), so a killed run never leaves a half model that looks done. One run
+at a time holds a run folder.
 
 A stage may also keep work that a rerun resumes (the ``search-distill`` study) in its state
 folder, ``<run folder>/.state/<stage>-<fingerprint[:12]>/``: it survives a failed or killed
@@ -43,6 +44,7 @@ from .errors import DatasetError, ModelSourceError, PublishError, RecipeError, R
 from .labels import check_labels
 from .loader import LoadedRecipe
 from .planning import Plan, make_plan
+from .preflight import check_plan
 from .runfolder import (
     SCOPE_FILE,
     RunFolder,
@@ -53,6 +55,7 @@ from .runfolder import (
     changed_outputs,
     hash_outputs,
     write_json,
+    writing,
 )
 from .schema import RecipeOutput
 from .sources import ResolvedModel, resolve_source
@@ -179,6 +182,8 @@ class Runner:
     def run(self, recipe: Plan | LoadedRecipe) -> RecipeRun:
         """Run ``recipe`` (a plan, or a loaded recipe to plan) and the recipes it needs first."""
         plan = recipe if isinstance(recipe, Plan) else make_plan(str(recipe.path), recipe.overrides)
+        if not plan.checked:
+            check_plan(plan)  # data, model and layer mistakes, before any folder or stage
         self._plan = plan
         target = plan.target
         unknown = self.force - set(target.recipe.stage_names)
@@ -189,9 +194,10 @@ class Runner:
             )
         scope_dir = self.output_root / plan.scope
         if dist.is_main():
-            scope_dir.mkdir(parents=True, exist_ok=True)
-            write_json(scope_dir / SCOPE_FILE, plan.scope_info)
-            dist.marker(scope_dir).unlink(missing_ok=True)
+            with writing(scope_dir):
+                scope_dir.mkdir(parents=True, exist_ok=True)
+                write_json(scope_dir / SCOPE_FILE, plan.scope_info)
+                dist.marker(scope_dir).unlink(missing_ok=True)
         log.info("Outputs: %s", scope_dir)
         if dist.enabled():
             log.info("Rank %d of %d: rank 0 writes the run folders", dist.rank(), dist.world_size())
@@ -228,7 +234,8 @@ class Runner:
         if not dist.is_main():  # rank 0 holds the lock and writes the folder and its log
             return self._run_one(loaded, folder, forced)
         with folder.lock(wait=self.wait, on_wait=log.warning):
-            handler = logging.FileHandler(folder.log_file)
+            with writing(folder.path):
+                handler = logging.FileHandler(folder.log_file)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             log.addHandler(handler)
             previous_level = log.level
@@ -275,7 +282,10 @@ class Runner:
             except Exception as err:
                 skipped = recipe.stage_names[index + 1 :]
                 if dist.is_main():
-                    self._write_run(run, started, failed=spec.name)
+                    try:
+                        self._write_run(run, started, failed=spec.name)
+                    except RunFolderError as unrecorded:  # a full disk: the stage's own error says more
+                        log.warning("%s", unrecorded.message)
                 if isinstance(err, (StageFailedError, DatasetError, ModelSourceError)):
                     raise
                 detail = err.message if isinstance(err, RecipeError) else f"{err.__class__.__name__}: {err}"
@@ -377,34 +387,34 @@ class Runner:
             return self._follow_stage(spec, stage_type, inputs, data, seed, force, folder, fingerprint)
         tmp_dir = folder.temp_dir(spec.name)
         shutil.rmtree(tmp_dir, ignore_errors=True)
-        tmp_dir.mkdir(parents=True)
-        if force:
-            remove_state(folder, spec.name)
-        open_state(folder, spec.name, fingerprint, key)
-        import transformers
+        try:  # from here on an error, Ctrl-C or SIGTERM leaves no temporary folder behind
+            tmp_dir.mkdir(parents=True)
+            if force:
+                remove_state(folder, spec.name)
+            open_state(folder, spec.name, fingerprint, key)
+            import transformers
 
-        transformers.set_seed(seed)
-        ctx = self._context(spec, inputs, data, seed, force, folder, fingerprint, tmp_dir)
-        start = time.time()
-        try:
+            transformers.set_seed(seed)
+            ctx = self._context(spec, inputs, data, seed, force, folder, fingerprint, tmp_dir)
+            start = time.time()
             with restore_torch_threads(), _alone(spec):
                 metrics = stage_type.run(spec, ctx) or {}
+            wall = time.time() - start
+            record = StageRecord(
+                stage=spec.name,
+                type=spec.type,
+                fingerprint=fingerprint,
+                key=key,
+                refs=spec.refs(),
+                outputs=hash_outputs(tmp_dir),
+                metrics=metrics,
+                wall_s=round(wall, 2),
+                finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            )
+            folder.finish_stage(tmp_dir, record)
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
-        wall = time.time() - start
-        record = StageRecord(
-            stage=spec.name,
-            type=spec.type,
-            fingerprint=fingerprint,
-            key=key,
-            refs=spec.refs(),
-            outputs=hash_outputs(tmp_dir),
-            metrics=metrics,
-            wall_s=round(wall, 2),
-            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        )
-        folder.finish_stage(tmp_dir, record)
         remove_state(folder, spec.name)
         log.info("--- Stage %r finished in %.1f s", spec.name, wall)
         dist.broadcast(record)  # the other ranks wait for the finished folder

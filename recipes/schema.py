@@ -11,7 +11,8 @@ from typing import Annotated, Union
 
 from pydantic import Discriminator, Field, PositiveInt, Tag, field_validator, model_validator
 
-from .bounds import Name, Seed, Text
+from .bounds import Description, Name, Seed, Source, Text
+from .sources import REPO_ID_RULES, is_repo_id
 from .stages import STAGE_TYPES
 from .stages.base import StrictSpec
 from .stages.ort_quantize import onnx_stage_problems
@@ -34,7 +35,7 @@ class SampleLimits(StrictSpec):
 
 
 class DatasetSpec(StrictSpec):
-    id: Text = Field(description="Hub dataset id, or a local folder (relative to the recipe file).")
+    id: Source = Field(description="Hub dataset id, or a local folder (relative to the recipe file).")
     config: Text | None = None
     revision: Text | None = None
     text_column: Text = "text"
@@ -62,7 +63,7 @@ def _source_kind(value) -> str:
 #: A Hub id or local folder, or another recipe's stage; a mapping is only ever the latter, so a
 #: mistake in one gets that form's message alone.
 ModelSource = Annotated[
-    Annotated[Text, Tag("hub-or-folder")] | Annotated[RecipeOutput, Tag("recipe-output")],
+    Annotated[Source, Tag("hub-or-folder")] | Annotated[RecipeOutput, Tag("recipe-output")],
     Discriminator(_source_kind),
 ]
 
@@ -73,6 +74,13 @@ class PublishSpec(StrictSpec):
     repo_id: Text | None = Field(None, description="Default: <namespace>/<base>-<dataset>[-<config>]-<recipe>.")
     model: Text | None = Field(None, description="Model to publish; default: the last model-producing stage.")
     private: bool = False
+
+    @field_validator("repo_id")
+    @classmethod
+    def _hub_repo_id(cls, v: str | None) -> str | None:
+        if v is not None and not is_repo_id(v):
+            raise ValueError(f"{v!r} is not a Hub repo id; {REPO_ID_RULES}, e.g. my-org/kd-quant-clinc")
+        return v
 
 
 def _stage_union():
@@ -85,12 +93,12 @@ StageEntry = _stage_union()
 
 class Recipe(StrictSpec):
     name: Name
-    description: str
-    task: str = "text-classification"
+    description: Description
+    task: Text = "text-classification"
     seed: Seed = 42
     requires: list[Name] = Field(default_factory=list, description="Recipes to run first (rarely needed).")
     dataset: DatasetSpec
-    models: dict[str, ModelSource] = Field(default_factory=dict)
+    models: dict[Text, ModelSource] = Field(default_factory=dict)
     stages: list[StageEntry] = Field(min_length=1)
     publish: PublishSpec | None = None
 

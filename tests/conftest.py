@@ -89,3 +89,17 @@ def new_repo_id() -> Callable[[str], str]:
         return f"test/{name}-{uuid.uuid4().hex[:8]}"
 
     return make
+
+
+@pytest.fixture
+def api(local_hub: LocalHub):
+    """An ``HfApi`` of the test session's local Hub, with its token."""
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=local_hub.url, token=local_hub.token)
+
+
+@pytest.fixture
+def delays() -> list[float]:
+    """Where a ``HubPolicy(sleep=delays.append)`` records the waits it would have slept."""
+    return []

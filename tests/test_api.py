@@ -192,7 +192,9 @@ def test_load_takes_the_same_overrides_as_set(api_run):
     assert isinstance(from_dict, recipes.Plan) and from_dict.scope == from_list.scope
     assert from_dict.target.overrides == from_list.target.overrides == SET_FLAGS[1::2]
     assert from_dict.target.recipe.stage("finetune").epochs == 2
-    plan = recipes.load("kd-quant", {"models.base": "org/tiny", "dataset.max_samples.train": 300})
+    plan = recipes.load(
+        "kd-quant", {"models.base": "sentence-transformers/all-MiniLM-L6-v2", "dataset.max_samples.train": 300}
+    )
     assert [item.recipe.name for item in plan.order] == ["teacher", "kd", "kd-quant"]
     assert all(item.recipe.dataset.max_samples.train == 300 for item in plan.order)
 

@@ -13,11 +13,17 @@ from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
+    HFValidationError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import validate_repo_id
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from hubtools.errors import InvalidRepoIdError
 from hubtools.localhub import DEV_TOKEN
+from hubtools.localhub.naming import check_repo_id
 
 AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
 
@@ -122,3 +128,48 @@ def test_unexpected_error_is_a_json_500(local_hub, repo, monkeypatch):
     assert "bug" not in body["error"]
     monkeypatch.undo()
     assert raw(local_hub, "GET", f"/api/models/{repo}/refs")[0] == 200
+
+
+@pytest.mark.parametrize("name", ["a.", "a-", ".a", "-a", "org/a.", "org-/a", "a--b", "a..b", "a.git"])
+def test_repo_names_huggingface_hub_refuses_are_refused(local_hub, name):
+    with pytest.raises(HFValidationError):
+        validate_repo_id(name)
+    namespace, _, short = name.rpartition("/")
+    body = json.dumps({"name": short, **({"organization": namespace} if namespace else {})}).encode()
+    status, headers, reply = raw(local_hub, "POST", "/api/repos/create", body, AUTH)
+    assert (status, headers["X-Error-Code"]) == (400, "InvalidRepoId")
+    assert "ending with a letter, digit or '_'" in reply["error"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(repo_id=st.text(alphabet="ab9_.-/", min_size=1, max_size=8))
+def test_repo_ids_follow_validate_repo_id(repo_id):
+    try:
+        validate_repo_id(repo_id)
+        client_takes = True
+    except HFValidationError:
+        client_takes = False
+    try:
+        check_repo_id(repo_id)
+        server_takes = True
+    except InvalidRepoIdError:
+        server_takes = False
+    assert server_takes == client_takes
+
+
+@pytest.mark.parametrize(
+    "path", ["a\nb.txt", "a\rb.txt", "a\tb.txt", "a\x7fb.txt", "evil\u202etxt.exe", "a\u2067b", "x/\u200eb", "a\udcff"]
+)
+def test_file_names_with_controls_are_refused(local_hub, repo, path):
+    lines = [
+        {"key": "header", "value": {"summary": "controls"}},
+        {"key": "file", "value": {"path": path, "content": base64.b64encode(b"x").decode()}},
+    ]
+    payload = "\n".join(json.dumps(line) for line in lines).encode()
+    status, headers, body = raw(local_hub, "POST", f"/api/models/{repo}/commit/main", payload, AUTH)
+    assert (status, headers["X-Error-Code"]) == (400, "InvalidPath")
+    assert f"U+{ord(next(c for c in path if not c.isprintable())):04X}" in body["error"]
+    preupload = json.dumps({"files": [{"path": path, "size": 1}]}).encode()
+    status, headers, _ = raw(local_hub, "POST", f"/api/models/{repo}/preupload/main", preupload, AUTH)
+    assert (status, headers["X-Error-Code"]) == (400, "InvalidPath")
+    assert path not in HfApi().list_repo_files(repo)

@@ -1,8 +1,12 @@
 """Malformed requests against the local Hub: each one gets a 4xx JSON error with the Hub's
 ``X-Error-Code`` within seconds (never a 500, a hang, an HTML page or a dropped connection),
-and the server goes on serving. Also: idle connections are closed after the read timeout,
-connections over the bound get a 503, ``parentCommit`` must name the head, uploads leave no
-temp files, and small replies over a kept-alive connection take no 40 ms Nagle stall.
+and the server goes on serving. Also: idle connections are closed after the read timeout, a
+trickled request head at the head timeout, connections over the bound get a 503,
+``parentCommit`` must name the head, uploads leave no temp files, a client gone mid-upload
+costs one log line, and small replies over a kept-alive connection take no 40 ms Nagle stall.
+Hypothesis fuzzes README front matter (dates, tags, aliases, nested types: the repo info is a
+200 with JSON-safe card data) and file names (any unicode, surrogates, controls, bidi
+characters: served as named, or refused with a 4xx).
 
 The corpus goes over raw sockets, so no client library tidies it up. ``pytest -s`` prints the
 figures: requests tried / 4xx / 5xx / other / no reply, and the small-reply latency.
@@ -14,18 +18,27 @@ import base64
 import hashlib
 import http.client
 import json
+import logging
+import math
+import select
 import socket
 import statistics
+import struct
 import threading
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
+import yaml
 from huggingface_hub import HfApi
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hubtools.localhub import DEV_TOKEN, LocalHub
 from hubtools.localhub.fsutil import atomic_writer
@@ -36,6 +49,20 @@ REPLY_WAIT = 6.0  # how long a client waits for a reply before counting "no repl
 MAX_CONNECTIONS = 16
 REPO = "test/robust"
 CONTENT = b"hello world"  # a.txt in REPO, 11 bytes
+# File names a commit may not add: they would not show in a listing as they are.
+BAD_FILE_NAMES = [
+    ("a newline", "a\nb.txt"),
+    ("a carriage return", "a\rb.txt"),
+    ("a tab", "a\tb.txt"),
+    ("DEL", "a\x7fb.txt"),
+    ("a C1 control", "a\x85b.txt"),
+    ("U+202E (right-to-left override)", "evil\u202etxt.exe"),
+    ("U+2066 (left-to-right isolate)", "a\u2066b.txt"),
+    ("U+200F (right-to-left mark)", "a\u200fb.txt"),
+    ("U+2028 (line separator)", "a\u2028b.txt"),
+    ("a lone surrogate", "a\udcffb.txt"),
+    ("a newline in a folder", "dir\n/b.txt"),
+]
 
 
 @dataclass
@@ -91,6 +118,13 @@ def chunked(target: str, body: bytes) -> bytes:
     return request(
         "POST", target, body, {"Transfer-Encoding": "chunked", "Content-Type": "application/json"}, length=False
     )
+
+
+def chunked_put(target: str, data: bytes) -> bytes:
+    """A PUT of ``data`` in two chunks."""
+    half = len(data) // 2
+    framed = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (half, data[:half], len(data) - half, data[half:])
+    return request("PUT", target, framed, {"Transfer-Encoding": "chunked"}, length=False)
 
 
 def as_json(data) -> bytes:
@@ -242,6 +276,14 @@ def malformed_requests(repo: str, head: str, lfs: LfsTarget) -> list[tuple[str, 
             request("GET", "/api/whoami-v2", headers={"Authorization": "Bearer hf_\xe9\xff"}, token=False),
         ),
         ("header: never ends", b"GET /api/models HTTP/1.1\r\nHost: x\r\n"),
+        (
+            "header: 2 lines of 40,000 bytes",
+            request("GET", "/api/models", headers={"X-A": "a" * 40_000, "X-B": "b" * 40_000}),
+        ),
+        (
+            "header: 95 lines of 60,000 bytes",
+            request("GET", "/api/models", headers={f"X-H{i}": "v" * 60_000 for i in range(95)}),
+        ),
         # --- body framing ----------------------------------------------------------------------
         *[
             (
@@ -308,6 +350,13 @@ def malformed_requests(repo: str, head: str, lfs: LfsTarget) -> list[tuple[str, 
         ("create: type space", post(create, as_json({"name": "x", "type": "space"}))),
         ("create: form-encoded body", post(create, b"name=x", "application/x-www-form-urlencoded")),
         ("create: no token", request("POST", create, as_json({"name": "x"}), token=False)),
+        *[
+            (
+                f"create: repo id {f'{org}/{name}' if org else name!r}",
+                post(create, as_json({"name": name, **({"organization": org} if org else {})})),
+            )
+            for org, name in [(None, "a."), (None, "a-"), (None, ".a"), (None, "-a"), ("org", "a."), ("org-", "a")]
+        ],
         ("delete: name 5", request("DELETE", delete, as_json({"name": 5}))),
         ("delete: unknown repo", request("DELETE", delete, as_json({"name": "nobody-here"}))),
         # --- paths-info and preupload ----------------------------------------------------------
@@ -332,6 +381,10 @@ def malformed_requests(repo: str, head: str, lfs: LfsTarget) -> list[tuple[str, 
             "preupload: sample not base64",
             post(preupload, as_json({"files": [{"path": "a", "sample": "!!!", "size": 1}]})),
         ),
+        *[
+            (f"preupload: file name with {label}", post(preupload, as_json({"files": [{"path": name, "size": 1}]})))
+            for label, name in BAD_FILE_NAMES
+        ],
         # --- commit (NDJSON) -------------------------------------------------------------------
         ("commit: header value 5", commit_with({"key": "header", "value": 5})),
         ("commit: summary 5", commit_with({"key": "header", "value": {"summary": 5}}, add_x)),
@@ -393,6 +446,10 @@ def malformed_requests(repo: str, head: str, lfs: LfsTarget) -> list[tuple[str, 
         ("commit: unknown branch", post(f"{api}/commit/nope", ndjson(header, add_x), "application/x-ndjson")),
         ("commit: create_pr", post(f"{commit}?create_pr=1", ndjson(header, add_x), "application/x-ndjson")),
         ("commit: no token", request("POST", commit, ndjson(header, add_x), token=False)),
+        *[
+            (f"commit: file name with {label}", commit_with(header, {"key": "file", "value": {"path": name}}))
+            for label, name in BAD_FILE_NAMES
+        ],
         # --- LFS -------------------------------------------------------------------------------
         ("LFS batch: download", post(batch, as_json({"operation": "download", "objects": []}))),
         ("LFS batch: operation 5", post(batch, as_json({"operation": 5, "objects": []}))),
@@ -420,6 +477,8 @@ def malformed_requests(repo: str, head: str, lfs: LfsTarget) -> list[tuple[str, 
             "LFS upload: body cut short",
             request("PUT", lfs.path, lfs.data[:100], {"Content-Length": str(len(lfs.data))}, length=False),
         ),
+        ("LFS upload: chunked, longer than the ticket", chunked_put(lfs.path, lfs.data + b"more")),
+        ("LFS upload: chunked, shorter than the ticket", chunked_put(lfs.path, lfs.data[:-1])),
         # --- Range -----------------------------------------------------------------------------
         ("Range: 5,000-digit start", range_get("bytes=" + "9" * 5000 + "-")),
         ("Range: abc", range_get("bytes=abc")),
@@ -471,7 +530,8 @@ def problem(answer: Answer | None) -> str | None:
 def test_malformed_requests_get_4xx_json_errors(hub):
     api = HfApi(endpoint=hub.url, token=DEV_TOKEN)
     head = api.model_info(REPO).sha
-    corpus = malformed_requests(REPO, head, lfs_target(hub, b"lfs object for the corpus " * 40))
+    lfs = lfs_target(hub, b"lfs object for the corpus " * 40)
+    corpus = malformed_requests(REPO, head, lfs)
     threads_before = settled_thread_count()
 
     failures, kinds = [], Counter()
@@ -491,6 +551,7 @@ def test_malformed_requests_get_4xx_json_errors(hub):
     assert api.model_info(REPO).sha == head
     assert [f.path for f in api.get_paths_info(REPO, ["a.txt"])] == ["a.txt"]
     assert not api.repo_exists("private-x")
+    assert not hub.storage.blobs.has(lfs.oid), "an upload that is not the ticket's size is not stored"
     assert not [p for p in (hub.data_dir / "repos").rglob("*") if "\n" in p.name]
     assert wait_for(lambda: threading.active_count() <= threads_before)
     assert not temp_files(hub.data_dir)
@@ -511,9 +572,7 @@ def test_well_formed_chunked_bodies_still_work(hub):
     answer = exchange(hub.port, chunked("/api/repos/create", framed))
     assert answer is not None and answer.status == 200, answer
     lfs = lfs_target(hub, b"chunked upload " * 100)
-    half = len(lfs.data) // 2
-    framed = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (half, lfs.data[:half], len(lfs.data) - half, lfs.data[half:])
-    answer = exchange(hub.port, request("PUT", lfs.path, framed, {"Transfer-Encoding": "chunked"}, length=False))
+    answer = exchange(hub.port, chunked_put(lfs.path, lfs.data))
     assert answer is not None and answer.status == 200, answer
 
 
@@ -633,3 +692,215 @@ def test_small_replies_over_a_kept_alive_connection_are_fast(hub):
         f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})"
     )
     assert median < 0.020
+
+
+# --- the request head as a whole: a deadline and a byte budget ---------------------------------
+
+
+def trickle(port: int, start: bytes, byte: bytes, most: int = 60) -> bytes | None:
+    """Send ``start``, then ``byte`` every 0.2 s; what the server sent before it closed the
+    connection (``b""`` for nothing), or None if it kept it open for ``most`` bytes."""
+    with socket.create_connection((HOST, port), timeout=REPLY_WAIT) as sock:
+        sock.sendall(start)
+        for _ in range(most):
+            if select.select([sock], [], [], 0.2)[0]:
+                return sock.recv(65536)
+            try:
+                sock.sendall(byte)
+            except OSError:
+                return b""
+    return None
+
+
+@pytest.fixture
+def strict_hub(tmp_path) -> Iterator[LocalHub]:
+    """Reads may wait 5 s each, a request head 1 s in all."""
+    hub = start_hub(tmp_path, read_timeout=5.0, head_timeout=1.0)
+    yield hub
+    hub.stop()
+
+
+def test_trickled_headers_get_a_408_at_the_head_timeout(strict_hub):
+    sent = trickle(strict_hub.port, b"GET /api/models HTTP/1.1\r\nHost: x\r\nX-Slow: ", b"a")
+    assert sent is not None, "the server kept a trickled request head open"
+    assert sent.startswith(b"HTTP/1.1 408 ") and b"RequestTimeout" in sent, sent
+    assert exchange(strict_hub.port, request("GET", "/api/models")).status == 200
+
+
+def test_a_trickled_request_line_is_closed_at_the_head_timeout(strict_hub):
+    assert trickle(strict_hub.port, b"GET /", b"a") == b""
+
+
+def test_head_timeout_counts_from_the_first_byte(strict_hub):
+    """A kept-alive connection may idle between requests for the read timeout, not the head's."""
+    conn = http.client.HTTPConnection(HOST, strict_hub.port, timeout=REPLY_WAIT)
+    try:
+        for idle in (0, 1.5):  # then idle past the head timeout, within the read timeout
+            time.sleep(idle)
+            conn.request("GET", "/api/models")
+            response = conn.getresponse()
+            assert response.status == 200 and response.read() == b"[]"
+            assert conn.sock is not None, "the same connection served both requests"
+    finally:
+        conn.close()
+
+
+def test_client_gone_mid_upload_costs_one_log_line(hub, caplog):
+    caplog.set_level(logging.INFO, logger="hubtools.localhub")
+    lfs = lfs_target(hub, b"abandoned upload " * 60_000)
+    raw = request(
+        "PUT", lfs.path, lfs.data[: len(lfs.data) // 2], {"Content-Length": str(len(lfs.data))}, length=False
+    )
+    with socket.create_connection((HOST, hub.port), timeout=REPLY_WAIT) as sock:
+        sock.sendall(raw)
+        assert wait_for(lambda: bool(temp_files(hub.data_dir)), 3), "the upload is under way"
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+
+    def logged(record: logging.LogRecord) -> bool:
+        return record.exc_info is not None or "the client is gone" in record.getMessage()
+
+    assert wait_for(lambda: any(logged(r) for r in caplog.records))
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert len([r for r in caplog.records if "the client is gone" in r.getMessage()]) == 1
+
+
+# --- fuzzing: README front matter and file names -----------------------------------------------
+
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ_REPO = "test/fuzz"
+# PyYAML's dump and load disagree on the YAML 1.1 line breaks NEL, LS and PS in a string.
+YAML_TEXT = st.text(st.characters(exclude_characters="\x85\u2028\u2029"), max_size=10)
+OFFSETS = st.integers(-23 * 60, 23 * 60).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+YAML_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**63) | st.integers(max_value=-(2**63) - 1),
+    st.floats(),
+    YAML_TEXT,
+    st.dates(),
+    st.datetimes(timezones=st.none() | OFFSETS),
+    st.binary(max_size=12),
+)
+YAML_KEYS = st.one_of(YAML_TEXT, st.integers(), st.booleans(), st.none(), st.dates(), st.floats())
+YAML_VALUES = st.recursive(
+    YAML_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(YAML_KEYS, inner, max_size=4),
+        st.sets(YAML_TEXT | st.integers(), max_size=3),
+    ),
+    max_leaves=16,
+)
+# YAML text from pieces that exercise tags, anchors, aliases, merges and odd scalars.
+YAML_PIECES = st.sampled_from(
+    [
+        *("a", "b", ": ", "- ", "\n", "  ", "[", "]", "{", "}", ", ", "? ", "<<: ", "#c", "~", "|\n  ", "\x1f"),
+        *("&x ", "*x", "&y ", "*y", "!foo ", "!!python/tuple ", "'q'", '"\\u00e9"', '"\\ud800"'),
+        *("!!binary ", "!!set ", "!!timestamp ", "!!int ", "!!float ", "!!bool ", "!!str ", "!!omap ", "!!pairs "),
+        *("2024-01-01", "2024-01-01 10:00:00.5 +02:00", "0b101", "0x1F", "1e400", ".nan", "-.inf", "aGk=", "9" * 30),
+    ]
+)
+# What a file name may not hold (the rule the server applies, restated): controls, line breaks,
+# lone surrogates and the bidi controls ALM, LRM, RLM, LRE..RLO and LRI..PDI.
+UNSHOWABLE = {"Cc", "Cs", "Zl", "Zp"}
+BIDI = {"\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
+NAME_CHARS = st.one_of(
+    st.characters(),
+    st.sampled_from(
+        list("\n\r\t\x00\x1b\x7f\x85\u061c\u200e\u200f\u202a\u202e\u2066\u2069\u2028\udcff\ud800/\\. %?#")
+    ),
+)
+
+
+def json_safe(value):
+    """What the local Hub's card data makes of a YAML value (see hubtools/localhub/cardmeta.py)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if -(2**63) <= value < 2**63 else str(value)
+    if isinstance(value, date):  # datetimes too
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, (list, set)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, dict):
+        keys = [json_safe(key) for key in value]
+        return {k if isinstance(k, str) else json.dumps(k): json_safe(v) for k, v in zip(keys, value.values())}
+    return value
+
+
+def strict_json(body: bytes):
+    """``body`` as JSON, refusing the NaN and Infinity that Python's own encoder writes."""
+    return json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} in a JSON reply"))
+
+
+@pytest.fixture(scope="module")
+def fuzz_repo(hub) -> str:
+    answer = exchange(hub.port, post("/api/repos/create", as_json({"name": "fuzz", "organization": "test"})))
+    assert answer is not None and answer.status == 200, answer
+    return FUZZ_REPO
+
+
+def commit_to(hub: LocalHub, repo: str, path: str, content: bytes) -> Answer | None:
+    lines = [
+        {"key": "header", "value": {"summary": f"add {path[:40]}"}},
+        {"key": "file", "value": {"path": path, "content": base64.b64encode(content).decode()}},
+    ]
+    return exchange(hub.port, post(f"/api/models/{repo}/commit/main", ndjson(*lines), "application/x-ndjson"))
+
+
+def card_data_of(hub: LocalHub, repo: str, front_matter: str):
+    """Commit a README with ``front_matter``, then the ``cardData`` the repo info gives."""
+    answer = commit_to(hub, repo, "README.md", f"---\n{front_matter}\n---\n# fuzz\n".encode())
+    assert answer is not None and answer.status == 200, answer
+    info = exchange(hub.port, request("GET", f"/api/models/{repo}"))
+    assert info is not None and info.status == 200, info
+    card = strict_json(info.body)["cardData"]
+    assert isinstance(card, dict)
+    return card
+
+
+@FUZZ
+@given(value=YAML_VALUES)
+def test_fuzz_front_matter_values_come_back_json_safe(hub, fuzz_repo, value):
+    front_matter = yaml.safe_dump({"card": value, "again": value}, sort_keys=False, allow_unicode=True)
+    expected = json_safe(value)
+    assert card_data_of(hub, fuzz_repo, front_matter) == {"card": expected, "again": expected}
+
+
+@FUZZ
+@given(front_matter=st.lists(YAML_PIECES, max_size=40).map("".join) | st.text(max_size=40))
+def test_fuzz_front_matter_text_never_fails_the_repo_info(hub, fuzz_repo, front_matter):
+    card_data_of(hub, fuzz_repo, front_matter)
+    content = f"---\n{front_matter}\n---\n"
+    answer = exchange(hub.port, post("/api/validate-yaml", as_json({"content": content, "repoType": "model"})))
+    assert answer is not None and answer.status in (200, 400), answer
+    assert (answer.status == 400) == bool(strict_json(answer.body)["errors"])
+
+
+@FUZZ
+@given(name=st.text(NAME_CHARS, min_size=1, max_size=24))
+def test_fuzz_file_names_are_served_as_named_or_refused(hub, fuzz_repo, name):
+    preupload = post(f"/api/models/{fuzz_repo}/preupload/main", as_json({"files": [{"path": name, "size": 1}]}))
+    checked, committed = exchange(hub.port, preupload), commit_to(hub, fuzz_repo, name, b"x")
+    for answer in (checked, committed):
+        assert answer is not None and (answer.status == 200 or problem(answer) is None), (name, answer)
+    # A commit may also refuse a name preupload takes: a file where a folder is, or the other way.
+    assert checked.status == 200 or committed.status != 200, f"preupload refused {name!r}, the commit took it"
+    if any(c in BIDI or unicodedata.category(c) in UNSHOWABLE for c in name):
+        assert (checked.status, committed.status) == (400, 400), f"{name!r} would not show as it is"
+    target = quote(name, errors="surrogatepass")
+    for path in (
+        f"/{fuzz_repo}/resolve/main/{target}",
+        f"/api/models/{fuzz_repo}/tree/main/{target}",
+        f"/{fuzz_repo}",
+    ):
+        answer = exchange(hub.port, request("GET", path))
+        assert answer is not None and (answer.status == 200 or problem(answer) is None), (path, answer)
+    if committed.status == 200:
+        tree = exchange(hub.port, request("GET", f"/api/models/{fuzz_repo}/tree/main?recursive=1"))
+        assert name in [item["path"] for item in strict_json(tree.body)]
+        answer = exchange(hub.port, request("GET", f"/{fuzz_repo}/resolve/main/{target}"))
+        assert (answer.status, answer.body) == (200, b"x"), name

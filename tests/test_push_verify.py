@@ -1,5 +1,6 @@
 """recipe -> push -> pipeline() in a fresh process -> ModelCard.load -> verify, through the local Hub;
-a tampered card fails verify; a push hit by server errors is retried and lands as one commit."""
+a tampered card fails verify; a push hit by server errors is retried and lands as one commit
+(more failures, through a fault-injecting proxy: test_push_network.py, test_verify_network.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import sys
 import pytest
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 
-from hubtools import push as push_module
 from hubtools.catalog import build_catalog
 from hubtools.cli import main
 from hubtools.errors import HubRequestError, PublishedMetricsDifferError, PushFailedError
-from hubtools.push import push_run
+from hubtools.hubhttp import HubPolicy
+from hubtools.push import publish, push_run
 from hubtools.verify import verify_repo
 from recipes.errors import RunFolderError
 
@@ -34,8 +35,9 @@ def api(local_hub):
 
 
 @pytest.fixture
-def no_wait(monkeypatch):
-    monkeypatch.setattr(push_module, "RETRY_DELAYS", (0.01, 0.01, 0.01))
+def no_wait() -> HubPolicy:
+    """The default retries, without waiting between them."""
+    return HubPolicy(sleep=lambda seconds: None)
 
 
 def test_push_is_one_commit_with_every_file(runs, api):
@@ -157,7 +159,7 @@ def fail_commits(monkeypatch, hub, failures: int, after_commit: bool = False) ->
 def test_push_retries_a_server_error_and_lands_one_commit(runs, api, local_hub, new_repo_id, monkeypatch, no_wait):
     repo_id = new_repo_id("retry")
     calls = fail_commits(monkeypatch, local_hub, failures=2)
-    url = push_run(runs.out / "kdq", repo_id=repo_id)
+    url = publish(runs.out / "kdq", repo_id, policy=no_wait).url
     commits = api.list_repo_commits(repo_id)
     assert len(calls) == 3 and len(commits) == 2 and commits[0].commit_id in url  # initial + ours
     assert "int8/quantized_state_dict.pt" in api.list_repo_files(repo_id)
@@ -166,16 +168,16 @@ def test_push_retries_a_server_error_and_lands_one_commit(runs, api, local_hub, 
 def test_push_whose_reply_was_lost_is_not_committed_twice(runs, api, local_hub, new_repo_id, monkeypatch, no_wait):
     repo_id = new_repo_id("lost-reply")
     fail_commits(monkeypatch, local_hub, failures=1, after_commit=True)
-    push_run(runs.out / "kdq", repo_id=repo_id)
+    publish(runs.out / "kdq", repo_id, policy=no_wait)
     assert len(api.list_repo_commits(repo_id)) == 2
 
 
-def test_push_that_keeps_failing_leaves_the_repo_as_it_was(runs, api, local_hub, new_repo_id, monkeypatch, no_wait):
+def test_push_that_keeps_failing_leaves_no_repo_behind(runs, api, local_hub, new_repo_id, monkeypatch, no_wait):
     repo_id = new_repo_id("down")
     fail_commits(monkeypatch, local_hub, failures=99)
     with pytest.raises(PushFailedError, match="nothing was committed"):
-        push_run(runs.out / "kdq", repo_id=repo_id)
-    assert api.list_repo_files(repo_id) == [".gitattributes"]
+        publish(runs.out / "kdq", repo_id, policy=no_wait)
+    assert not api.repo_exists(repo_id)  # the push created it, and deleted it again
 
 
 def test_catalog_lists_the_namespace_with_dataset_and_starting_model(runs, api):

@@ -23,6 +23,8 @@ from recipes.loader import MAX_DEPTH, catalog, load_recipe
 from recipes.schema import DatasetSpec, PublishSpec, Recipe, SampleLimits, SplitNames
 from recipes.stages import STAGE_TYPES
 
+from .tiny import CLINC_DIR, minilm_dir
+
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CATALOG = catalog()
 RECIPE_NAMES = st.sampled_from(sorted(CATALOG))
@@ -234,3 +236,144 @@ def test_check_cli_prints_one_message(tmp_path, capsys, title, content, extra):
     err = capsys.readouterr().err
     assert err.strip() and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 3, err
+
+
+# --- (4) mutations that only a run used to find: types, sizes, data, layers, ids -----------------------
+#
+# The catalog offline (the repository's CLINC150 copy, the packaged MiniLM as models.base), each
+# recipe mutated once, then `recipes check`. It never raises anything but a RecipeError; it refuses
+# exactly what the checks a run makes before its first stage refuse (recipes.preflight); and what it
+# accepts holds each mutated value with the type the file gave it.
+
+PREFLIGHT_FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HUGE = "__HUGE_INT__"  # a 5000-digit number, put into the YAML text (Python will not print one)
+
+
+def offline(name: str) -> dict:
+    """Catalog recipe ``name`` on the repository's CLINC150 copy and the packaged MiniLM."""
+    data = yaml.safe_load(CATALOG[name].read_text())
+    data["dataset"]["id"] = str(CLINC_DIR)
+    if "base" in data["models"]:
+        data["models"]["base"] = str(minilm_dir())
+    return data
+
+
+@pytest.fixture(scope="module")
+def offline_catalog(tmp_path_factory) -> Path:
+    """The offline catalog in one folder, where a mutant's dependencies are found."""
+    folder = tmp_path_factory.mktemp("offline-catalog")
+    for name in CATALOG:
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(offline(name), sort_keys=False))
+    return folder
+
+
+def other_types(value) -> list:
+    """Values of another YAML type than ``value``, as a slip in a recipe gives them."""
+    if isinstance(value, bool):
+        return ["yes", "true", 1, 0]
+    if isinstance(value, (int, float)):
+        return [True, False, str(value), "abc", None] + ([HUGE, 2**40] if isinstance(value, int) else [])
+    return [1, 0.5, True, "", "  ", "x" * 300, "x" * 3000]
+
+
+#: Mutations that pass the old schema but stop a run: (path, values); a path that a recipe lacks is skipped.
+RUN_MUTATIONS = [
+    (("dataset", "config"), ["nope", None, "small"]),
+    (("dataset", "splits"), [{"train": "nope"}, {"eval": "dev"}, {"test": "validation"}]),
+    (("dataset", "text_column"), ["nope", "intent", "label"]),
+    (("dataset", "label_column"), ["nope", "text", "label"]),
+    (("dataset", "oos_label"), ["nope", "OOS", "oos", None]),
+    (("dataset", "id"), ["/nonexistent/data", "d" * 300, "/" + "d" * 300]),
+    (("description",), ["", "  ", "\n", "d" * 3000]),
+    (("seed",), [HUGE, 2**40, True, "42"]),
+    (("publish", "repo_id"), ["org/name", "bad id", "org/name.", "org/name-", "a/b/c", "org/é", "o" * 97 + "/x"]),
+    (("publish", "private"), ["yes", 1, True]),
+]
+#: Per stage type: field -> values (indexes past MiniLM's 6 layers; languages wordfreq has or not).
+STAGE_MUTATIONS = {
+    "distill": {"keep_layers": [[0, 2, 6], [7], [0, 5], [5, 127]], "layer_map": [[0, 2, 9], [0, 2, 5]]},
+    "search-distill": {"keep_layers": [[0, 2, 6], [0, 5]]},
+    "prune-vocab": {"language": ["xx", "EN", "en-US", "de", "english"]},
+}
+
+
+def _at(data, path):
+    for part in path:
+        data = data[part]
+    return data
+
+
+@st.composite
+def run_mutant(draw) -> tuple[str, dict, tuple, object]:
+    """(recipe name, mutated data, the path changed, the value put there)."""
+    name = draw(RECIPE_NAMES)
+    data = offline(name)
+    kind = draw(st.sampled_from(["type", "run", "stage"]))
+    if kind == "type":
+        leaves = [(c, k) for c, k in locations(data) if not isinstance(c[k], (dict, list)) and k != "type"]
+        container, key = draw(st.sampled_from(leaves))
+        value = draw(st.sampled_from(other_types(container[key])))
+        container[key] = value
+        return name, data, _path_of(data, container, key), value
+    if kind == "stage":
+        stages = [(i, s) for i, s in enumerate(data["stages"]) if s["type"] in STAGE_MUTATIONS]
+        if stages:
+            i, stage = draw(st.sampled_from(stages))
+            field, values = draw(st.sampled_from(sorted(STAGE_MUTATIONS[stage["type"]].items())))
+            stage[field] = draw(st.sampled_from(values))
+            return name, data, ("stages", i, field), stage[field]
+    path, values = draw(st.sampled_from([m for m in RUN_MUTATIONS if _has_parent(data, m[0])]))
+    value = draw(st.sampled_from(values))
+    parent = _at(data, path[:-1])
+    if isinstance(value, dict):
+        parent.setdefault(path[-1], {}).update(value)
+    elif value is None:
+        parent.pop(path[-1], None)
+    else:
+        parent[path[-1]] = value
+    return name, data, path, value
+
+
+def _has_parent(data, path) -> bool:
+    try:
+        return isinstance(_at(data, path[:-1]), dict)
+    except KeyError:
+        return False
+
+
+def _path_of(data, container, key, prefix=()) -> tuple:
+    """Where ``container[key]`` is in ``data``, as a path of keys and indexes."""
+    if data is container:
+        return prefix + (key,)
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else []
+    for k, value in items:
+        found = _path_of(value, container, key, prefix + (k,))
+        if found:
+            return found
+    return ()
+
+
+def keeps_its_type(given, kept) -> bool:
+    """Whether an accepted value is what the file said: no bool or text became a number, no number text."""
+    if given == HUGE or given is None or isinstance(given, (dict, list)):
+        return True
+    if isinstance(given, bool) or isinstance(kept, bool):
+        return isinstance(given, bool) and isinstance(kept, bool)
+    return isinstance(given, str) == isinstance(kept, str)
+
+
+@PREFLIGHT_FUZZ
+@given(mutant=run_mutant())
+def test_check_refuses_what_a_run_would_and_converts_nothing(offline_catalog, mutant):
+    from recipes.planning import make_plan
+    from recipes.preflight import check_plan
+
+    _, data, path, given = mutant
+    target = offline_catalog / "mutant.yaml"
+    target.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).replace(HUGE, "9" * 5000))
+    if main(["check", str(target)]) != 0:  # a refusal is one message; anything but a RecipeError propagates
+        return
+    plan = make_plan(str(target))
+    check_plan(plan)  # what check accepts, the run's own checks accept
+    assert_sane(plan.target.recipe)
+    assert keeps_its_type(given, _at(plan.target.recipe.model_dump(), path)), (path, given)

@@ -58,7 +58,7 @@ CASES = [
         lambda d: d["stages"][1].update(type="prune-magic"),
         ["unknown stage type 'prune-magic'", "Allowed types:", "distill", "quantize-dynamic"],
     ),
-    ("wrong type", lambda d: d["stages"][0].update(alpha="high"), ["stages -> distill -> alpha", "valid number"]),
+    ("wrong type", lambda d: d["stages"][0].update(alpha="high"), ["stages -> distill -> alpha", "must be a number"]),
     (
         "out of range",
         lambda d: d["stages"][0].update(alpha=1.5),
@@ -309,7 +309,8 @@ def test_over_long_recipe_name_or_path_is_not_found(tmp_path):
 # --- bounds: values that would only fail in the middle of a run ------------------------------
 
 OUT_OF_BOUNDS = [
-    ("seed too large", "seed: 42", "seed: 1.0e+18", ["in seed", "less than or equal to 4294967295"]),
+    ("seed too large", "seed: 42", "seed: 1000000000000000000", ["in seed", "less than or equal to 4294967295"]),
+    ("seed a float", "seed: 42", "seed: 1.0e+18", ["in seed", "must be a whole number", "not the number 1e+18"]),
     ("seed 1e30", "seed: 42", "seed: 1.0e+30", ["in seed"]),
     ("negative seed", "seed: 42", "seed: -1", ["in seed", "greater than or equal to 0"]),
     ("empty dataset id", "id: clinc_oos", "id: ''", ["in dataset -> id", "must not be empty"]),
@@ -440,3 +441,159 @@ def test_override_whole_section_as_json(tmp_path):
         str(write_bytes(tmp_path, kd_text())), overrides=['dataset={"id": "./mine", "label_column": "intent"}']
     )
     assert (loaded.recipe.dataset.id, loaded.recipe.dataset.config) == ("./mine", None)
+
+
+# --- values keep their type; texts, numbers, ids and languages within what runs accept ----------
+
+COERCIONS = [
+    ("true as epochs", "epochs: 5", "epochs: true", ["stages -> distill -> epochs", "must be a number", "not true"]),
+    (
+        "quoted alpha",
+        "alpha: 0.5",
+        "alpha: '0.5'",
+        ["stages -> distill -> alpha", "not the text '0.5'; write it without quotes"],
+    ),
+    ("quoted batch size", "batch_size: 32", "batch_size: '32'", ["must be a whole number", "without quotes"]),
+    ("float batch size", "batch_size: 32", "batch_size: 32.0", ["must be a whole number", "not the number 32.0"]),
+    ("true as a layer", "keep_layers: [0, 2, 4]", "keep_layers: [0, true]", ["keep_layers -> 1", "not true"]),
+    ("number as a config", "config: plus", "config: 1", ["dataset -> config", "must be text", "quote it"]),
+    ("true as a model", "stage: finetune}", "stage: true}", ["models -> teacher -> stage", "must be text"]),
+    (
+        "quoted private",
+        "model: calibrate",
+        "model: calibrate\n  private: 'yes'",
+        ["publish -> private", "true or false"],
+    ),
+    (
+        "1 as private",
+        "model: calibrate",
+        "model: calibrate\n  private: 1",
+        ["must be true or false, not the number 1"],
+    ),
+]
+
+
+@pytest.mark.parametrize("title, old, new, expected", COERCIONS, ids=[c[0] for c in COERCIONS])
+def test_values_are_not_converted(tmp_path, title, old, new, expected):
+    message = load_error(write_bytes(tmp_path, kd_text(old, new)))
+    assert ", line " in message, message
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+
+
+def test_a_whole_number_stands_for_a_float_and_exponents_read_as_numbers(tmp_path):
+    text = kd_text("alpha: 0.5", "alpha: 0").replace("learning_rate: 2.0e-4", "learning_rate: 2e-4")
+    distill = load_recipe(str(write_bytes(tmp_path, text))).recipe.stage("distill")
+    assert (distill.alpha, distill.learning_rate) == (0.0, 2e-4) and isinstance(distill.alpha, float)
+
+
+def test_ort_level_true_is_not_level_1(tmp_path):
+    text = catalog()["onnx-opt"].read_text().replace("level: 2 ", "level: true ")
+    assert "must be a number, not true/false" in load_error(write_bytes(tmp_path, text))
+
+
+HUGE = "9" * 5000
+
+
+def test_5000_digit_seed_is_one_message(tmp_path):
+    import recipes
+
+    in_file = load_error(write_bytes(tmp_path, kd_text("seed: 42", f"seed: {HUGE}")))
+    assert "'seed' at line 3 has 5000 digits; a recipe's whole numbers have at most 100" in in_file
+    in_set = load_error(write_bytes(tmp_path, kd_text()), overrides=[f"seed={HUGE}"])
+    assert "a number at line 1 has 5000 digits" in in_set and len(in_set) < 600, in_set
+    with pytest.raises(RecipeValidationError, match="overrides\\['seed'\\]: this int cannot be a recipe value"):
+        recipes.load("kd", {"seed": 10**5000})
+
+
+TEXTS = [
+    (
+        "empty description",
+        "description: Distil",
+        "description: ''\nx: Distil",
+        ["in description", "must not be empty"],
+    ),
+    ("blank description", "description: Distil", "description: '  '\nx: Distil", ["must not be empty"]),
+    ("long description", "description: Distil", "description: " + "d" * 2001 + "\nx: Distil", ["at most 2000"]),
+    ("long split name", "config: plus", "config: plus\n  splits: {train: " + "s" * 257 + "}", ["at most 256"]),
+    ("long dataset id", "id: clinc_oos", "id: " + "d" * 1025, ["in dataset -> id", "at most 1024 characters"]),
+    ("long label", "oos_label: oos", "oos_label: " + "o" * 300, ["in dataset -> oos_label", "at most 256"]),
+]
+
+
+@pytest.mark.parametrize("title, old, new, expected", TEXTS, ids=[c[0] for c in TEXTS])
+def test_texts_are_bounded_and_not_blank(tmp_path, title, old, new, expected):
+    text = kd_text(old, new)
+    text = text.replace("\nx: Distil", "\n#")  # the rest of the replaced line becomes a comment
+    message = load_error(write_bytes(tmp_path, text))
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+
+
+def test_prune_vocab_language_is_one_wordfreq_has(tmp_path):
+    text = catalog()["prune-onnx-quant"].read_text().replace("top_words: 20000", "top_words: 20000\n    language: EN")
+    message = load_error(write_bytes(tmp_path, text))
+    assert "language 'EN' has no wordfreq word list (did you mean 'en'?)" in message and "de, el, en, es" in message
+    assert "stages -> trim -> language" in message
+    for language in ("xx", "english"):
+        assert "allowed: ar, bg" in load_error(write_bytes(tmp_path, text.replace("EN", language)))
+    assert load_recipe(str(write_bytes(tmp_path, text.replace("EN", "de")))).recipe.stage("trim").language == "de"
+
+
+@pytest.mark.parametrize(
+    "repo_id",
+    [
+        "bad id",
+        "org/name.",
+        "org/name-",
+        "org/.name",
+        "a/b/c",
+        "org--x/name",
+        "org/name.git",
+        "org/é",
+        "o" * 97 + "/x",
+    ],
+)
+def test_publish_repo_id_is_checked_by_the_hub_rules(tmp_path, repo_id):
+    message = load_error(
+        write_bytes(tmp_path, kd_text("model: calibrate", f"model: calibrate\n  repo_id: '{repo_id}'"))
+    )
+    assert f"{repo_id!r} is not a Hub repo id" in message and "each part 1-96 ASCII letters" in message
+    assert "in publish -> repo_id" in message
+
+
+def test_valid_repo_ids_load(tmp_path):
+    for repo_id in ("name", "my-org/kd_quant.v2", "o" * 96 + "/" + "n" * 96):
+        text = kd_text("model: calibrate", f"model: calibrate\n  repo_id: {repo_id}")
+        assert load_recipe(str(write_bytes(tmp_path, text))).recipe.publish.repo_id == repo_id
+
+
+@pytest.mark.parametrize(
+    "items, expected",
+    [
+        (["dataset.id=" + "d" * 300, "models.base={minilm}"], "is neither a folder"),
+        (["dataset.id=/" + "d" * 300, "models.base={minilm}"], "is neither a folder"),
+        (["dataset.id={clinc}", "models.teacher=" + "m" * 300], "is neither a model folder"),
+        (["dataset.id={clinc}", "models.base=" + "m" * 300], "is neither a model folder"),
+    ],
+    ids=["dataset id", "dataset path", "teacher id", "base id"],
+)
+def test_over_long_ids_are_one_message_not_an_os_error(tmp_path, capsys, items, expected):
+    from recipes.__main__ import main
+
+    from .tiny import CLINC_DIR, minilm_dir
+
+    sets = [a for item in items for a in ("--set", item.format(minilm=minilm_dir(), clinc=CLINC_DIR))]
+    assert main(["check", str(write_bytes(tmp_path, kd_text())), *sets]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and expected in err and "Traceback" not in err, err
+
+
+def test_list_shows_a_recipe_without_a_description_as_invalid(tmp_path, monkeypatch, capsys):
+    import recipes.loader
+    from recipes.__main__ import main
+
+    write_bytes(tmp_path, kd_text("description: Distil", "description: '  '\n#"), name="kd.yaml")
+    monkeypatch.setattr(recipes.loader, "CATALOG_DIR", tmp_path)
+    assert main(["list"]) == 0
+    assert capsys.readouterr().out == f"{'kd':<16} (invalid: run `python -m recipes check kd`)\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -154,6 +155,8 @@ def test_second_run_is_fully_cached_and_publishes(first_run):
     repo_id = url.split("/commit/")[0].rsplit("/", 2)[-2:]
     files = HfApi().list_repo_files("/".join(repo_id))
     assert {"README.md", "benchmark.json", "run.json", "config.json"} <= set(files)
+    token = os.environ["HF_TOKEN"].encode()  # the push used it; no file it wrote may hold it
+    assert [p for p in out.rglob("*") if p.is_file() and token in p.read_bytes()] == []
 
 
 def test_crash_mid_stage_resumes_and_force_reruns(first_run, monkeypatch):

@@ -27,6 +27,11 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
 
 
+def wrong_size(sha256: str, size: int, got: str) -> BlobMismatchError:
+    """The refusal of an upload whose length is not the one announced."""
+    return BlobMismatchError(f"Upload of {sha256} must be {size} bytes, got {got}.")
+
+
 def lfs_pointer(sha256: str, size: int) -> bytes:
     """The git-lfs pointer file that stands in the git tree for an LFS file."""
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
@@ -68,7 +73,11 @@ class BlobStore:
         return sha256
 
     def put_stream(self, stream: BinaryIO, size: int, expected_sha256: str) -> None:
-        """Store exactly ``size`` bytes read from ``stream``; they must hash to ``expected_sha256``."""
+        """Store what ``stream`` holds: exactly ``size`` bytes that hash to ``expected_sha256``.
+
+        The bytes are counted, as a chunked body announces no length: more or fewer than
+        ``size`` is refused (:func:`wrong_size`) and nothing is stored.
+        """
         self.path(expected_sha256)  # validates the name before reading anything
 
         def copy(out: BinaryIO) -> None:
@@ -76,10 +85,12 @@ class BlobStore:
             while left > 0:
                 chunk = stream.read(min(CHUNK, left))
                 if not chunk:
-                    raise BlobMismatchError(f"Upload ended after {size - left} of {size} bytes.")
+                    raise wrong_size(expected_sha256, size, str(size - left))
                 digest.update(chunk)
                 out.write(chunk)
                 left -= len(chunk)
+            if stream.read(1):
+                raise wrong_size(expected_sha256, size, "more")
             if digest.hexdigest() != expected_sha256:
                 raise BlobMismatchError(
                     f"Uploaded content has sha256 {digest.hexdigest()}, not the announced {expected_sha256}."

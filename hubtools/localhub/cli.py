@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -110,7 +111,24 @@ def cmd_exec(args: argparse.Namespace) -> int:
     with LocalHub(args.data, args.host, args.port, args.token) as hub:
         env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token, "HF_HUB_DISABLE_TELEMETRY": "1"}
         try:
-            code = subprocess.run(command, env=env).returncode
+            child = subprocess.Popen(command, env=env)
         except FileNotFoundError:
             raise UsageError(f"Command not found: {command[0]!r}.") from None
+        with forwarding(signal.SIGTERM, child):
+            try:
+                code = child.wait()
+            except KeyboardInterrupt:  # Ctrl-C reached the child too: let it finish its own clean-up
+                code = child.wait()
     return code if code >= 0 else 128 - code  # killed by signal N -> 128 + N, as shells report it
+
+
+@contextlib.contextmanager
+def forwarding(signum: int, child: subprocess.Popen):
+    """While the block runs, pass ``signum`` sent to this process on to ``child`` (``kill PID`` of
+    ``hub exec`` stops the recipe run it started, which then stops as after Ctrl-C, instead of
+    leaving it running without a Hub); the previous handler comes back afterwards."""
+    previous = signal.signal(signum, lambda received, _frame: child.send_signal(received))
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)

@@ -25,8 +25,8 @@ from hubtools.errors import (
     UnauthorizedError,
 )
 from hubtools.localhub import fields, naming, pages, wire
-from hubtools.localhub.blobs import SHA256_RE
-from hubtools.localhub.cardmeta import card_metadata
+from hubtools.localhub.blobs import SHA256_RE, wrong_size
+from hubtools.localhub.cardmeta import card_metadata, file_card_metadata
 from hubtools.localhub.messages import TRUE_VALUES, Reply, Request
 from hubtools.localhub.ranges import parse_range
 from hubtools.localhub.storage import (
@@ -218,12 +218,7 @@ class Api:
 
     def _card(self, commit: Commit) -> dict[str, Any]:
         entry = commit.tree.get("README.md")
-        if entry is None:
-            return {}
-        try:
-            return card_metadata(self.storage.blob_path(entry).read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            return {}
+        return {} if entry is None else file_card_metadata(self.storage.blob_path(entry))
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -232,7 +227,7 @@ class Api:
         head = self._commit_at(req, repo)
         files = []
         for item in fields.list_of(req.json().get("files", []), dict, "preupload: 'files'"):
-            path = naming.check_path(fields.require(item, "path", str, "preupload: a file"))
+            path = naming.check_new_path(fields.require(item, "path", str, "preupload: a file"))
             where = f"preupload: file {path!r}"
             size = fields.size(item, "size", where, 0)
             sample = _b64decode(fields.get(item, "sample", str, where, ""), path)
@@ -277,7 +272,11 @@ class Api:
             if key == "header":
                 header = value
             elif key in ("file", "lfsFile", "deletedFile", "deletedFolder"):
-                path = naming.check_path(fields.require(value, "path", str, where).rstrip("/"))
+                path = fields.require(value, "path", str, where)
+                if key in ("file", "lfsFile"):  # as preupload checks it: a name a listing shows as it is
+                    path = naming.check_new_path(path)
+                else:  # may remove a file named before that rule; huggingface_hub ends folders in "/"
+                    path = naming.check_path(path.rstrip("/"))
                 ops.append((key, path, value, where))
             else:
                 raise HubRequestError(f"{where}: unknown operation {key[:40]!r}.")
@@ -326,8 +325,8 @@ class Api:
             raise UnauthorizedError("LFS upload URL is invalid or expired; ask the LFS batch API for a new one.")
         size = int(size_text)
         if not req.body.chunked and req.body.length != size:
-            raise HubRequestError(f"Upload of {oid} must be {size} bytes, got Content-Length {req.body.length}.")
-        self.storage.blobs.put_stream(req.body, size, oid)
+            raise wrong_size(oid, size, f"Content-Length {req.body.length}")
+        self.storage.blobs.put_stream(req.body, size, oid)  # holds a chunked body to the size too
         return Reply.json({})
 
     def _ticket(self, oid: str, size: int | str) -> str:

@@ -10,6 +10,10 @@ A reply leaves in one send: ``wfile`` is buffered and flushed once per reply. Wr
 (headers, then body), the second small write waits for the ACK of the first (Nagle), which
 the client delays by up to 40 ms; ``TCP_NODELAY`` is set as well for streamed files.
 
+The request line and headers get ``head_timeout`` seconds and the header lines 64 KiB in all
+(see :mod:`connection`); past them, a 408 or a 431. A client that goes away before its reply
+is sent costs one log line.
+
 Request logs show method, path (no query string) and status; never headers, so the token
 is not logged.
 """
@@ -17,8 +21,10 @@ is not logged.
 from __future__ import annotations
 
 import hmac
+import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
@@ -32,6 +38,7 @@ from hubtools.errors import (
     URITooLongError,
 )
 from hubtools.localhub.bodies import BodyReader
+from hubtools.localhub.connection import HeaderLines, HeadReader, ReplyWriter
 from hubtools.localhub.messages import Reply, Request
 from hubtools.localhub.routes import Route, match, split_target
 
@@ -46,7 +53,10 @@ COPY_CHUNK = 1024 * 1024
 PROTOCOL_ERRORS: dict[int, tuple[type[HubRequestError], str | None]] = {
     HTTPStatus.REQUEST_TIMEOUT: (RequestTimeoutError, None),
     HTTPStatus.REQUEST_URI_TOO_LONG: (URITooLongError, "The request line is over 64 KiB; shorten the URL."),
-    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: (HeadersTooLargeError, None),
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: (
+        HeadersTooLargeError,
+        "The request headers are too large (at most 100 lines and 64 KiB in all); send fewer or shorter ones",
+    ),
     HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: (HubRequestError, "The local Hub speaks HTTP/1.1 only."),
 }
 
@@ -63,6 +73,14 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.read_timeout  # socket timeout for every read and write
         super().setup()
+        # The same buffered streams, over the socket streams of :mod:`connection`.
+        self.head = HeadReader(self.rfile.detach(), self.connection, self.timeout, self.server.head_timeout)
+        self.rfile = io.BufferedReader(self.head)
+        self.wfile = io.BufferedWriter(ReplyWriter(self.wfile.detach()), self.wbufsize)
+
+    def handle_one_request(self) -> None:
+        self.head.start()
+        super().handle_one_request()
 
     def __getattr__(self, name: str) -> Callable[[], None]:
         """``do_GET``, ``do_PATCH``, ``do_BREW``...: all methods go to the router."""
@@ -71,12 +89,17 @@ class Handler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def parse_request(self) -> bool:
-        """http.server's parsing, refusing also HTTP/0.9, malformed header lines and stalled headers."""
+        """http.server's parsing within the head's bounds, refusing also HTTP/0.9, malformed header
+        lines and stalled headers."""
         try:
-            if not super().parse_request():
-                return False
+            with self._head_bounds():
+                if not super().parse_request():
+                    return False
         except TimeoutError:
-            self.send_error(HTTPStatus.REQUEST_TIMEOUT, "The request headers stopped arriving.")
+            self.send_error(
+                HTTPStatus.REQUEST_TIMEOUT,
+                f"The request headers stopped arriving, or took over {self.server.head_timeout} s in all.",
+            )
             return False
         if len(self.requestline.split()) == 2:
             self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 requests are not supported; send 'GET /path HTTP/1.1'.")
@@ -88,6 +111,16 @@ class Handler(BaseHTTPRequestHandler):
             )
             return False
         return True
+
+    @contextmanager
+    def _head_bounds(self) -> Iterator[None]:
+        """Header lines are read within :class:`HeaderLines`' budget; the head's deadline ends with the block."""
+        rfile, self.rfile = self.rfile, HeaderLines(self.rfile)
+        try:
+            yield
+        finally:
+            self.rfile = rfile
+            self.head.end()
 
     def handle_expect_100(self) -> bool:
         super().handle_expect_100()
@@ -154,8 +187,9 @@ class Handler(BaseHTTPRequestHandler):
             if self.command != "HEAD":
                 self._write_body(reply)
             self.wfile.flush()
-        except (ConnectionError, TimeoutError):  # the client went away or stopped reading
+        except (ConnectionError, TimeoutError) as exc:  # the client went away or stopped reading
             self.close_connection = True
+            logger.info("%s: reply not sent, the client is gone (%s)", self._target(), type(exc).__name__)
 
     def _write_body(self, reply: Reply) -> None:
         if reply.file is None:
@@ -169,9 +203,12 @@ class Handler(BaseHTTPRequestHandler):
                 length -= len(chunk)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # command and path are unset when the request line itself was refused.
+        logger.info("%s %s", self._target(), code)
+
+    def _target(self) -> str:
+        """Method and path for the log (no query string); ``-`` for those unset by a refused request line."""
         path = (getattr(self, "path", None) or "-").split("?")[0]
-        logger.info("%s %s %s", getattr(self, "command", None) or "-", path[:200], code)
+        return f"{getattr(self, 'command', None) or '-'} {path[:200]}"
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (base class signature)
         logger.debug(format, *args)

@@ -66,7 +66,8 @@ class Reply:
 
     @classmethod
     def html(cls, text: str) -> Reply:
-        return cls(200, {"Content-Type": "text/html; charset=utf-8"}, text.encode())
+        """A page; a lone surrogate from repo data (a file name, a commit title) shows as ``\\udcff``."""
+        return cls(200, {"Content-Type": "text/html; charset=utf-8"}, text.encode("utf-8", "backslashreplace"))
 
     @classmethod
     def error(cls, exc: HubRequestError, status: int | None = None) -> Reply:

@@ -2,13 +2,17 @@
 
 Everything that reaches the disk or a URL passes through here first, so a traversal attempt
 (``..``, an absolute path, a backslash) is refused with a 4xx before any file is touched.
-The rules follow ``huggingface_hub.utils.validate_repo_id``: ``name`` or ``namespace/name``,
-letters, digits, ``-``, ``_`` and ``.``, no ``--`` and no ``..``, at most 96 characters.
+Repo ids follow ``huggingface_hub.utils.validate_repo_id`` (a repo it refuses could not be
+addressed by any client): ``name`` or ``namespace/name``, ASCII letters, digits, ``-``, ``_``
+and ``.``, starting and ending with a letter, digit or ``_``, no ``--``, ``..`` or ``.git``
+ending, at most 96 characters a part. A path a commit adds must also be text a listing shows
+as it is: no control characters, bidirectional-text controls or lone surrogates.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from hubtools.errors import InvalidPathError, InvalidRepoIdError
 
@@ -19,9 +23,14 @@ TYPE_BY_PLURAL = {f"{t}s": t for t in REPO_TYPES}
 RESERVED_NAMES = frozenset({"api", "models", "datasets", "spaces", "lfs", "static"})
 
 # Used with fullmatch: with match, "$" also matches before a final newline ("name\n").
-_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+# validate_repo_id's REPO_ID_REGEX per part: r"\b[\w\-.]{1,96}\b", with \w in ASCII.
+_PART = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
 _BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
 MAX_PATH_LENGTH = 1000
+# Characters that make a listed name differ from the file: line breaks and other controls (Cc,
+# Zl, Zp), lone surrogates (Cs, not encodable as UTF-8), and the bidi controls that reorder text.
+UNSHOWABLE_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def check_repo_type(repo_type: str | None) -> str:
@@ -42,8 +51,8 @@ def check_repo_id(repo_id: str) -> str:
     )
     if not ok or parts[0].lower() in RESERVED_NAMES:
         raise InvalidRepoIdError(
-            f"Invalid repo id {repo_id!r}: use 'name' or 'namespace/name' with letters, digits, '-', '_' or '.'"
-            " (no '--' or '..', at most 96 characters per part)."
+            f"Invalid repo id {repo_id!r}: use 'name' or 'namespace/name' with letters, digits, '-', '_' or '.',"
+            " starting and ending with a letter, digit or '_' (no '--' or '..', at most 96 characters per part)."
         )
     return repo_id
 
@@ -69,6 +78,18 @@ def check_path(path: str) -> str:
     if bad:
         raise InvalidPathError(
             f"Invalid path in repo {path!r}: paths are relative, '/'-separated, without '.', '..' or empty parts."
+        )
+    return path
+
+
+def check_new_path(path: str) -> str:
+    """Like :func:`check_path`, for a file a commit adds: it must also show as it is in a listing."""
+    check_path(path)
+    bad = next((c for c in path if c in BIDI_CONTROLS or unicodedata.category(c) in UNSHOWABLE_CATEGORIES), None)
+    if bad is not None:
+        raise InvalidPathError(
+            f"Invalid file name {path[:200]!r}: character U+{ord(bad):04X} is not allowed in file names"
+            " (no control characters, line breaks, bidirectional-text controls or lone surrogates)."
         )
     return path
 

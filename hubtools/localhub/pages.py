@@ -6,7 +6,8 @@ Relative links and images in the README resolve through ``/<id>/resolve/<commit>
 so a card's plot shows. The rendered HTML passes through :class:`_Sanitizer`, which keeps a
 short list of tags and attributes (the Hub sanitizes cards too): a README cannot run script
 in the page. Every other value that comes from a repo (ids, file names, commit titles) is
-escaped.
+escaped; one with a lone surrogate (JSON can carry ``"\\udcff"``) is shown with the surrogate
+as ``\\udcff`` (see :meth:`Reply.html` and :func:`_href`).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _page(title: str, body: str) -> str:
 
 def index_page(repos: list[RepoRecord]) -> str:
     items = "".join(
-        f'<li>{escape(r.repo_type)} <a href="/{escape(quote(url_prefix(r.repo_type) + r.repo_id))}">'
+        f'<li>{escape(r.repo_type)} <a href="{_href("/" + url_prefix(r.repo_type) + r.repo_id)}">'
         f"{escape(r.repo_id)}</a>{' (private)' if r.private else ''}</li>\n"
         for r in repos
     )
@@ -105,7 +106,7 @@ def repo_page(storage: Storage, repo: RepoRecord, commit: Commit) -> str:
     """One repo at ``commit``: the README as HTML, then its files with sizes."""
     base = f"/{url_prefix(repo.repo_type)}{repo.repo_id}/resolve/{commit.id}/"
     items = "".join(
-        f'<tr><td><a href="{escape(quote(base + path))}">{escape(path)}</a></td><td>{entry.size:,}</td></tr>\n'
+        f'<tr><td><a href="{_href(base + path)}">{escape(path)}</a></td><td>{entry.size:,}</td></tr>\n'
         for path, entry in sorted(commit.tree.items())
     )
     title = f"{repo.repo_type} {repo.repo_id}"
@@ -115,6 +116,11 @@ def repo_page(storage: Storage, repo: RepoRecord, commit: Commit) -> str:
     )
     files = f'<h2>Files</h2>\n<table class="files">\n<tr><th>File</th><th>Bytes</th></tr>\n{items}</table>'
     return _page(title, f"{header}\n{_readme_html(storage, commit, base)}\n{files}")
+
+
+def _href(url: str) -> str:
+    """``url`` percent-encoded for an ``href``; a lone surrogate is encoded as its ``\\udcff`` text."""
+    return escape(quote(url, errors="backslashreplace"))
 
 
 def _readme_html(storage: Storage, commit: Commit, base: str) -> str:

@@ -1,10 +1,11 @@
 """The listening socket: a thread per connection, bounded, and :class:`LocalHub` around it.
 
-Connections are bounded twice: each read (and write) waits at most ``read_timeout`` seconds,
-so an idle or stalled client gives its thread back, and at most ``max_connections`` are
-served at once. One over the bound is answered at once with a JSON 503 and ``Retry-After``
-and closed (huggingface_hub's ``http_backoff`` retries 503s), so threads stay bounded. Each
-connection is handled by :class:`~hubtools.localhub.handler.Handler`.
+Connections are bounded three times: each read (and write) waits at most ``read_timeout``
+seconds, so an idle or stalled client gives its thread back; a request's line and headers
+get ``head_timeout`` seconds in all, so a client that trickles them does too; and at most
+``max_connections`` are served at once. One over the bound is answered at once with a JSON
+503 and ``Retry-After`` and closed (huggingface_hub's ``http_backoff`` retries 503s), so
+threads stay bounded. Each connection is handled by :class:`~hubtools.localhub.handler.Handler`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from hubtools.localhub.storage import Storage
 
 logger = logging.getLogger("hubtools.localhub")
 READ_TIMEOUT = 30.0  # seconds a connection may stay silent: idle between requests, or mid-request
+HEAD_TIMEOUT = 20.0  # seconds for a request line and its headers, from their first byte
 # Above huggingface_hub's 128 cached sessions per process, each of which may keep a connection open.
 MAX_CONNECTIONS = 256
 
@@ -34,11 +36,20 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], api: Api, token: str, read_timeout: float, max_connections: int):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        api: Api,
+        token: str,
+        read_timeout: float,
+        head_timeout: float,
+        max_connections: int,
+    ):
         super().__init__(address, Handler)
         self.api = api
         self.token = token
         self.read_timeout = read_timeout
+        self.head_timeout = head_timeout
         self.max_connections = max_connections
         self._slots = threading.BoundedSemaphore(max_connections)
 
@@ -87,7 +98,8 @@ class LocalHub:
     >>> with LocalHub(tmp_path) as hub:            # doctest: +SKIP
     ...     os.environ["HF_ENDPOINT"] = hub.url     # before importing huggingface_hub
 
-    ``read_timeout`` and ``max_connections`` bound the connections (see the module docstring).
+    ``read_timeout``, ``head_timeout`` and ``max_connections`` bound the connections (see the
+    module docstring).
     """
 
     def __init__(
@@ -98,6 +110,7 @@ class LocalHub:
         token: str | None = None,
         read_timeout: float = READ_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        head_timeout: float = HEAD_TIMEOUT,
     ):
         self.data_dir = Path(data_dir).resolve()
         self.token = token or default_token()
@@ -106,7 +119,7 @@ class LocalHub:
             logger.info("Removed %d temporary files left by an interrupted write.", self.storage.orphans_removed)
         self.api = Api(self.storage)
         try:
-            self._server = Server((host, port), self.api, self.token, read_timeout, max_connections)
+            self._server = Server((host, port), self.api, self.token, read_timeout, head_timeout, max_connections)
         except OSError as exc:
             raise LocalHubStartError(
                 f"Cannot serve on {host}:{port}: {exc.strerror or exc}. Pick another --port (0 = any free one)."

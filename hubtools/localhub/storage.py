@@ -13,6 +13,12 @@ A commit id is the sha1 of the commit's canonical JSON, so it is 40 hex digits l
 Branch updates take a lock (a thread lock plus ``flock`` on ``.lock``) so a server and a
 ``hub seed`` may share a data dir. Opening a data dir removes the temporary files a killed
 process left behind (see :func:`fsutil.remove_orphans`).
+
+Deleting a repo renames its folder into ``trash/`` (under the lock) before removing it, so
+the repo vanishes at once, whole: a concurrent reader finds all of it or a 404 (a file that
+vanishes under a read is a :class:`RepoNotFoundError`), and a commit, which reads the branch
+under the lock, finds the repo or a 404. ``trash/`` left by a killed process is emptied when
+a data dir is opened.
 """
 
 from __future__ import annotations
@@ -23,15 +29,18 @@ import json
 import re
 import shutil
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from hubtools.errors import (
     BlobMismatchError,
     EntryNotFoundError,
+    HubRequestError,
     InvalidPathError,
     ParentCommitMismatchError,
     RepoExistsError,
@@ -45,6 +54,7 @@ from hubtools.localhub.trees import GITATTRIBUTES, Entry, Tree, fingerprint, is_
 
 COMMIT_ID_RE = re.compile(r"[0-9a-f]{7,40}")  # a commit id or its prefix; use with fullmatch
 AUTHOR = "local"
+TRASH = "trash"  # deleted repos' folders, on their way out
 
 
 def now_iso() -> str:
@@ -96,6 +106,7 @@ class Storage:
         self.blobs = BlobStore(self.data_dir / "blobs")
         self._thread_lock = threading.Lock()
         self.orphans_removed = remove_orphans(self.data_dir)
+        shutil.rmtree(self.data_dir / TRASH, ignore_errors=True)  # a delete a killed process left
 
     # --- entries (content goes into the blob store first) ------------------------------
 
@@ -129,12 +140,16 @@ class Storage:
 
     def get_repo(self, repo_type: str, repo_id: str) -> RepoRecord:
         record = self._repo_dir(repo_type, repo_id) / "repo.json"
-        if not record.is_file():
-            raise repo_not_found(repo_type, repo_id)
-        return _record(read_json(record))
+        return _record(_read(record, repo_not_found(repo_type, repo_id)))
 
     def list_repos(self) -> list[RepoRecord]:
-        return [_record(read_json(p)) for p in sorted((self.data_dir / "repos").glob("*/*/repo.json"))]
+        records = []
+        for path in sorted((self.data_dir / "repos").glob("*/*/repo.json")):
+            try:
+                records.append(_record(read_json(path)))
+            except FileNotFoundError:
+                continue  # deleted since the listing
+        return records
 
     def create_repo(self, repo_type: str, repo_id: str, private: bool = False) -> RepoRecord:
         """Create a repo whose ``main`` has one commit adding ``.gitattributes``, as the Hub does."""
@@ -152,16 +167,21 @@ class Storage:
         return RepoRecord(repo_type, repo_id, private, created)
 
     def delete_repo(self, repo_type: str, repo_id: str) -> None:
-        self.get_repo(repo_type, repo_id)
+        """Move the repo out of sight in one rename, then remove it (see the module docstring)."""
+        repo_dir = self._repo_dir(repo_type, repo_id)
+        tombstone = self.data_dir / TRASH / uuid.uuid4().hex
+        tombstone.parent.mkdir(parents=True, exist_ok=True)
         with self._lock():
-            repo_dir = self._repo_dir(repo_type, repo_id)
-            (repo_dir / "repo.json").unlink()
-            shutil.rmtree(repo_dir)
+            if not (repo_dir / "repo.json").is_file():
+                raise repo_not_found(repo_type, repo_id)
+            repo_dir.rename(tombstone)
+        shutil.rmtree(tombstone)
 
     # --- revisions and commits -----------------------------------------------------------
 
     def branches(self, repo: RepoRecord) -> dict[str, str]:
-        return read_json(self._repo_dir(repo.repo_type, repo.repo_id) / "refs.json")
+        refs = self._repo_dir(repo.repo_type, repo.repo_id) / "refs.json"
+        return _read(refs, repo_not_found(repo.repo_type, repo.repo_id))
 
     def resolve(self, repo: RepoRecord, revision: str) -> str:
         """Commit id of a branch name, a full commit id, or an unambiguous prefix (7+ hex)."""
@@ -183,9 +203,10 @@ class Storage:
 
     def get_commit(self, repo: RepoRecord, commit_id: str) -> Commit:
         path = self._repo_dir(repo.repo_type, repo.repo_id) / "commits" / f"{commit_id}.json"
-        if not COMMIT_ID_RE.fullmatch(commit_id) or not path.is_file():
-            raise RevisionNotFoundError(f"Commit {commit_id!r} not found in {repo.repo_id}.")
-        data = read_json(path)
+        missing = RevisionNotFoundError(f"Commit {commit_id!r} not found in {repo.repo_id}.")
+        if not COMMIT_ID_RE.fullmatch(commit_id):
+            raise missing
+        data = _read(path, missing)
         tree = {p: Entry.from_json(e) for p, e in data["tree"].items()}
         return Commit(
             commit_id, tuple(data["parents"]), data["title"], data["message"], data["author"], data["date"], tree
@@ -273,6 +294,14 @@ class Storage:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _read(path: Path, missing: HubRequestError) -> Any:
+    """``path``'s JSON; ``missing`` if there is no such file (or its repo was deleted meanwhile)."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise missing from None
+
+
 def _record(data: dict) -> RepoRecord:
     return RepoRecord(data["type"], data["id"], bool(data.get("private")), data["createdAt"])
 
@@ -287,7 +316,8 @@ def repo_not_found(repo_type: str, repo_id: str) -> RepoNotFoundError:
 def apply_operations(tree: Tree, operations: Iterable[Operation]) -> dict[str, Entry]:
     out = dict(tree)
     for op in operations:
-        path = naming.check_path(op.path.rstrip("/") if isinstance(op, DeleteFolder) else op.path)
+        path = op.path.rstrip("/") if isinstance(op, DeleteFolder) else op.path
+        path = naming.check_new_path(path) if isinstance(op, AddFile) else naming.check_path(path)
         if isinstance(op, AddFile):
             parents = ["/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1)]
             if is_folder(out, path) or any(p in out for p in parents):

@@ -26,9 +26,11 @@ from ..bounds import Name
 
 
 class StrictSpec(BaseModel):
-    """Base for every recipe section: unknown or misspelt keys are errors, not ignored."""
+    """Base for every recipe section: unknown or misspelt keys are errors, not ignored, and
+    values keep their type: ``true`` or ``'3'`` is no number, ``'yes'`` no boolean, ``1`` no text
+    (a whole number still stands for a float: ``alpha: 0``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class StageSpec(StrictSpec):

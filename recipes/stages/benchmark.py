@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..bounds import BatchSize, Text
+from ..bounds import BatchSize, LongText, Text
 from ..environment import machine_info
 from ..runfolder import BenchmarkResult
 from ..threads import restore_torch_threads
@@ -39,7 +39,7 @@ class BenchmarkSpec(StageSpec):
     type: Literal["benchmark"]
     models: list[Text] = Field(min_length=1, description="Models to measure: keys of `models` or earlier stages.")
     baseline: Text | None = Field(None, description="Row the ratios are against; defaults to the first of `models`.")
-    query: Text = DEFAULT_QUERY
+    query: LongText = DEFAULT_QUERY
     warmup: int = Field(10, ge=0, le=10_000)
     runs: int = Field(100, ge=1, le=100_000)
     threads: int | None = Field(None, ge=1, le=1024, description="Intra-op threads per model; default: all cores.")

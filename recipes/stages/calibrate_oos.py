@@ -10,7 +10,7 @@ split only, for the recipe's objective; the test split is never looked at.
 from __future__ import annotations
 
 import shutil
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -40,6 +40,7 @@ class CalibrateOosSpec(StageSpec):
 
     type: Literal["calibrate-oos"]
     input: Text = Field(description="A PyTorch fp32 classifier: a key of `models` or an earlier stage.")
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
     objective: Literal["accuracy", "balanced"] = Field(
         "accuracy", description="accuracy, or balanced: the mean of in-scope accuracy and oos recall."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -10,6 +11,9 @@ from ..augment import OPS, Op
 from ..bounds import MAX_LAYERS, FiniteFloat, Fraction, LayerIndex, Text
 from ..training import TrainingSpec, classifier_with_dataset_labels, eval_metrics, fit_and_save, training_arguments
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, StrictSpec, register
+
+#: A model's hidden layers by its reference (a key of ``models`` or a stage), None if unknown.
+LayersOf = Callable[[str], int | None]
 
 
 class AugmentSpec(StrictSpec):
@@ -97,6 +101,37 @@ class DistillSpec(TrainingSpec):
 
     def labelled_roles(self) -> set[str]:
         return {"input"}  # the teacher; a student gets a new head
+
+    def output_layers(self, layers_of: LayersOf) -> int | None:
+        """Layers of the student it makes: those it keeps, or the ``student`` model's."""
+        return len(self.keep_layers) if self.keep_layers is not None else layers_of(self.student)
+
+    def layer_problems(self, layers_of: LayersOf) -> list[str]:
+        """What would stop the stage once its models are loaded: a teacher layer index past the
+        teacher's depth, a ``layer_map`` of another length than the ``student`` model's depth."""
+        problems = []
+        teacher = layers_of(self.input)
+        if teacher is not None:
+            for where, layers in self.teacher_layers().items():
+                past = sorted({i for i in layers if i >= teacher})
+                if past:
+                    problems.append(
+                        f"stage {self.name!r} {where} {layers} names layer{'s' * (len(past) > 1)} "
+                        f"{', '.join(map(str, past))}, but its teacher {self.input!r} has {teacher} layers "
+                        f"(allowed: 0-{teacher - 1})"
+                    )
+        student = layers_of(self.student) if self.student is not None and self.layer_map is not None else None
+        if student is not None and len(self.layer_map) != student:
+            problems.append(
+                f"stage {self.name!r} layer_map has {len(self.layer_map)} entries, but its student {self.student!r} "
+                f"has {student} layers: one teacher layer per student layer"
+            )
+        return problems
+
+    def teacher_layers(self) -> dict[str, list[int]]:
+        """The lists of teacher layer indexes the spec sets, by field."""
+        lists = {"keep_layers": self.keep_layers, "layer_map": self.layer_map}
+        return {name: layers for name, layers in lists.items() if layers}
 
 
 #: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).

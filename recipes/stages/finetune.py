@@ -30,6 +30,7 @@ class FinetuneSpec(TrainingSpec):
     type: Literal["finetune"]
     distributed: ClassVar[bool] = True  # every rank trains, data-parallel
     input: Text = Field(description="Model to start from: a key of `models` or an earlier stage.")
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
 
     def refs(self) -> dict[str, str]:
         return {"input": self.input}

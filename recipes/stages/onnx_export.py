@@ -5,7 +5,7 @@ Also home of :class:`OnnxStageSpec`, the fields ``ort-optimize`` and ``ort-quant
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -21,6 +21,7 @@ class OnnxStageSpec(StageSpec):
     """
 
     input: Text = Field(description="Model to convert: a key of `models` or an earlier stage.")
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
     parity_samples: SampleCount = Field(256, description="Eval rows the output is compared on.")
     atol: FiniteFloat | None = Field(None, gt=0, description="Max |logit difference| allowed; null records it only.")
     min_agreement: Fraction = Field(0.99, description="Least share of eval rows with the same argmax.")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
+from ..bounds import NotBool
 from .base import ONNX_LIBRARIES, Publishing, StageContext, register
 from .onnx_export import OnnxStageSpec
 
@@ -46,7 +47,7 @@ class OrtOptimizeSpec(OnnxStageSpec):
     """
 
     type: Literal["ort-optimize"]
-    level: Literal[1, 2, 99] = Field(2, description="ORT graph optimization level: 1, 2 or 99.")
+    level: Annotated[Literal[1, 2, 99], NotBool] = Field(2, description="ORT graph optimization level: 1, 2 or 99.")
     transformers_fusions: bool = Field(True, description="Run the transformer-specific fusions too.")
     fp16: bool = Field(False, description="Convert weights to float16 (GPU inference; slower or unsupported on CPU).")
     disable_gelu_fusion: bool = False

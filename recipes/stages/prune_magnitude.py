@@ -10,7 +10,7 @@ benchmark measures it); only a compressed copy (``size_gzip_mb``) is smaller.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -43,6 +43,7 @@ class PruneMagnitudeSpec(TrainingSpec):
 
     type: Literal["prune-magnitude"]
     input: Text = Field(description="Model to train and prune: a key of `models` or an earlier stage.")
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
     teacher: Text | None = Field(None, description="Distil from this classifier while pruning; null: labels only.")
     alpha: Fraction = Field(0.5, description="With a teacher: weight of the cross-entropy term.")
     temperature: FiniteFloat = Field(2.0, gt=0, le=100)

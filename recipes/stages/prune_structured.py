@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -68,6 +68,7 @@ class PruneStructuredSpec(StageSpec):
 
     type: Literal["prune-structured"]
     input: Text = Field(description="A PyTorch fp32 classifier: a key of `models` or an earlier stage.")
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
     remove_heads: RemovedShare = Field(0.0, ge=0, lt=1, description="Share of attention heads removed.")
     head_scope: Literal["layer", "model"] = Field("layer", description="Heads ranked within each layer or overall.")
     min_heads: int = Field(1, ge=1, le=1024, description="Heads every layer keeps at least.")

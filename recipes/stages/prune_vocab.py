@@ -12,9 +12,11 @@ that costs (it is read for the report only, never to choose the rows).
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+from functools import cache
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..bounds import Text
 from .base import Publishing, StageContext, StageSpec, register
@@ -52,9 +54,28 @@ class PruneVocabSpec(StageSpec):
     top_words: int = Field(0, ge=0, le=1_000_000, description="Most frequent words whose pieces are kept; 0: none.")
     language: Text = Field("en", description="wordfreq language code of the word list.")
     max_length: int = Field(128, ge=1, le=8192, description="Truncation of the accuracy report's texts.")
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
+
+    @field_validator("language")
+    @classmethod
+    def _wordfreq_language(cls, v: str) -> str:
+        known = wordfreq_languages()
+        if v not in known:
+            close = difflib.get_close_matches(v.lower().split("-")[0].split("_")[0], known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"language {v!r} has no wordfreq word list{hint}; allowed: {', '.join(known)}")
+        return v
 
     def refs(self) -> dict[str, str]:
         return {"input": self.input}
+
+
+@cache
+def wordfreq_languages() -> list[str]:
+    """The language codes wordfreq has a word list for (``en``, ``de``, ``zh``, ...)."""
+    from wordfreq import available_languages
+
+    return sorted(available_languages())
 
 
 #: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -26,6 +26,7 @@ class QuantizeDynamicSpec(StageSpec):
 
     type: Literal["quantize-dynamic"]
     input: Text = Field(description="Model to quantize: a key of `models` or an earlier stage.")
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
     uses_dataset = False
 
     def refs(self) -> dict[str, str]:

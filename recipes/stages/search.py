@@ -26,11 +26,11 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from .. import study as studies
-from ..bounds import FiniteFloat, Fraction, LayerIndex, Seed, TrialCount
+from ..bounds import FiniteFloat, Fraction, LayerIndex, LongText, Seed, TrialCount
 from ..metrics import Objective
 from . import distill
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, StrictSpec, register
-from .distill import DistillSpec
+from .distill import DistillSpec, LayersOf
 
 #: What the stage's output keeps of the study, beside the best student: ``trials.json``, the
 #: plots and ``study.db`` (see :mod:`recipes.study`).
@@ -44,7 +44,9 @@ SEARCHABLE: dict[str, type] = {
     name: info.annotation for name, info in DistillSpec.model_fields.items() if info.annotation in (int, float)
 }
 SEARCHABLE["keep_layers"] = list
-#: Each searchable field's own type and constraints (e.g. alpha: float in [0, 1]).
+#: Each searchable field's own type and constraints (e.g. alpha: float in [0, 1]). Strict for a value a
+#: trial takes as it is (a choice, an enqueued value); lax for a range's bounds, which Optuna turns into
+#: the field's type (``suggest_int`` of ``low: 16.0`` samples ints).
 _FIELD_CHECKS = {
     name: TypeAdapter(Annotated[(DistillSpec.model_fields[name].annotation, *DistillSpec.model_fields[name].metadata)])
     for name in SEARCHABLE
@@ -63,6 +65,15 @@ def _searchable(name: str) -> str:
 
 
 SearchableName = Annotated[str, AfterValidator(_searchable)]
+
+
+def _field_problem(name: str, value, strict: bool) -> str | None:
+    """Why ``value`` is no valid ``name`` (a searchable distill field), or None."""
+    try:
+        _FIELD_CHECKS[name].validate_python(value, strict=strict)
+    except ValidationError as err:
+        return f"{value!r} is not a valid {name} ({err.errors()[0]['msg']})"
+    return None
 
 
 def _layers_text(layers: list[int]) -> str:
@@ -217,7 +228,7 @@ class SearchDistillSpec(DistillSpec):
     enqueue: list[dict[SearchableName, int | FiniteFloat | list[LayerIndex]]] = Field(
         default_factory=list, description="Parameter sets tried first, in order (on a new study only)."
     )
-    storage: str | None = Field(
+    storage: LongText | None = Field(
         None,
         description="SQLAlchemy URL of the study's database, which workers share; default: SQLite in the "
         "stage's state folder. No password: give it to the driver (PGPASSWORD, ~/.pgpass).",
@@ -249,12 +260,9 @@ class SearchDistillSpec(DistillSpec):
                 )
                 continue
             for where, value in rng.values_to_check().items():
-                try:
-                    _FIELD_CHECKS[name].validate_python(value)
-                except ValidationError as err:
-                    problems.append(
-                        f"space -> {name} -> {where}: {value!r} is not a valid {name} ({err.errors()[0]['msg']})"
-                    )
+                problem = _field_problem(name, value, strict=rng.choices is not None)
+                if problem:
+                    problems.append(f"space -> {name} -> {where}: {problem}")
                 if name == "keep_layers" and len(set(value)) != len(value):
                     problems.append(f"space -> keep_layers -> {where}: {value} repeats a layer")
         if problems:
@@ -290,6 +298,9 @@ class SearchDistillSpec(DistillSpec):
                     f"enqueue[{i}]: {', '.join(outside)} is not in the space "
                     f"({', '.join(sorted(self.space))}); an enqueued trial takes values the search may sample"
                 )
+            wrong = [f"{k}: {p}" for k, v in params.items() if (p := _field_problem(k, v, strict=True))]
+            if wrong:
+                raise ValueError(f"enqueue[{i}]: {'; '.join(wrong)}")
         if self.minimize is None and self.select_within:
             raise ValueError("select_within picks among Pareto-optimal trials: it needs `minimize`")
         if self.minimize is not None and self.pruner is not None and self.pruner.type != "none":
@@ -297,6 +308,19 @@ class SearchDistillSpec(DistillSpec):
                 "Optuna prunes single-objective studies only: with `minimize`, set `pruner: none` (or leave it out)"
             )
         return self
+
+    def output_layers(self, layers_of: LayersOf) -> int | None:
+        """Layers of the kept student: as ``distill``'s, or the one length of every searched layer list."""
+        if "keep_layers" not in self.space:
+            return super().output_layers(layers_of)
+        lengths = {len(choice) for choice in self.space["keep_layers"].choices}
+        return lengths.pop() if len(lengths) == 1 else None
+
+    def teacher_layers(self) -> dict[str, list[int]]:
+        """As ``distill``'s, plus each searched ``keep_layers`` choice."""
+        searched = self.space["keep_layers"].choices if "keep_layers" in self.space else []
+        choices = {f"space -> keep_layers -> choices[{i}]": layers for i, layers in enumerate(searched)}
+        return {**super().teacher_layers(), **choices}
 
     @property
     def needs_oos_label(self) -> bool:  # type: ignore[override]

@@ -1,0 +1,1 @@
+"""Measuring models: accuracy and its uncertainty, latency, the plots of both."""

@@ -1,0 +1,1 @@
+"""Machine learning: data, training, distillation, pruning, calibration, model files."""

@@ -1,0 +1,163 @@
+"""Before the first stage: hold a plan against its data and its models, reading schemas and
+configs only, so that a mistake that would stop a run midway is refused in seconds.
+
+``recipes check``, :func:`recipes.load` and the runner call :func:`check_plan`, which refuses,
+with one message naming the field and what is allowed:
+
+* a dataset section that the data does not fit: a config it lacks, a split role, a text or
+  label column, a label column that is no ClassLabel, an ``oos_label`` that is none of its
+  labels (:meth:`recipes.data.RecipeData.check`, from the data's description);
+* a model that cannot be found, or that a stage takes as a classifier of the dataset's labels
+  while it predicts others (:mod:`recipes.labels`), from its ``config.json``;
+* a layer index past the depth of the model it indexes (a distillation's ``keep_layers`` or
+  ``layer_map``, a search's ``keep_layers`` choices).
+
+A model's depth comes from its ``config.json`` and follows it through the plan: a stage whose
+spec class sets ``keeps_layers = True`` makes a model with its ``input``'s layers, a stage
+with an ``output_layers(layers_of)`` method says how deep its model is, and a model taken from
+another recipe's stage is as deep as that stage's (``kd``'s teacher is the ``teacher`` recipe's
+fine-tuned ``models.base``). A stage with a ``layer_problems(layers_of)`` method lists its
+layer mistakes. ``layers_of(ref)`` is the depth of a model the stage references, by its key
+of ``models`` or its stage name; None when unknown, and then nothing is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .data import RecipeData
+from .errors import DatasetError, ModelSourceError, RecipeValidationError
+from .labels import config_labels, refuse_other_labels
+from .loader import LoadedRecipe
+from .planning import Plan
+from .schema import RecipeOutput
+from .sources import exists, hub_unreachable, is_repo_id, looks_local, read_config
+
+#: Where a ``config.json`` keeps the number of hidden layers (BERT and most encoders, DistilBERT, GPT-2, T5).
+LAYER_KEYS = ("num_hidden_layers", "n_layers", "n_layer", "num_layers")
+
+
+def check_plan(plan: Plan) -> None:
+    """Refuse what the plan's stages would only find out mid-run (see the module docstring):
+    raises :class:`DatasetError`, :class:`ModelSourceError` or :class:`RecipeValidationError`."""
+    _refuse_unreachable_hub(plan)
+    data = _checked_data(plan)
+    models = _Models(plan)
+    for item in plan.order:
+        for key, source in item.recipe.models.items():
+            if isinstance(source, str):
+                models.config(item, key)  # every starting model is there, as the run resolves them all
+        spec = item.recipe.dataset
+        labels = list(data[item.recipe.name].schema.features[spec.label_column].names)
+        refuse_other_labels(item, models.labels_in(item), labels, spec)
+        problems = [p for stage in item.recipe.stages for p in _layer_problems(stage, models.layers_in(item))]
+        if problems:
+            raise RecipeValidationError(
+                f"{item.path}: " + "; ".join(problems) + f". Layer counts from config.json: {models.depths_read()}."
+            )
+    plan.checked = True
+
+
+def _checked_data(plan: Plan) -> dict[str, RecipeData]:
+    """Each recipe's data, by recipe name; each distinct dataset section checked once."""
+    found: dict[tuple[str, str], RecipeData] = {}
+    by_recipe = {}
+    for item in plan.order:
+        data = RecipeData(item.recipe.dataset, item.recipe.seed, item.base_dir)
+        key = (data.source, item.recipe.dataset.model_dump_json())
+        if key not in found:
+            data.check()
+            found[key] = data
+        by_recipe[item.recipe.name] = found[key]
+    return by_recipe
+
+
+def config_layers(config: dict) -> int | None:
+    """The hidden layers a model's ``config.json`` states, or None."""
+    found = [config[k] for k in LAYER_KEYS if isinstance(config.get(k), int) and not isinstance(config[k], bool)]
+    return found[0] if found else None
+
+
+def stage_layers(spec, layers_of: Callable[[str], int | None]) -> int | None:
+    """The hidden layers of the model that ``spec``'s stage makes; None if unknown."""
+    if hasattr(spec, "output_layers"):
+        return spec.output_layers(layers_of)
+    if getattr(spec, "keeps_layers", False):
+        return layers_of(spec.refs()["input"])
+    return None
+
+
+def _layer_problems(spec, layers_of: Callable[[str], int | None]) -> list[str]:
+    return spec.layer_problems(layers_of) if hasattr(spec, "layer_problems") else []
+
+
+class _Models:
+    """The plan's models: each starting model's ``config.json``, read once, and each model's depth."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self._configs: dict[tuple[str, str], dict] = {}
+        self._layers: dict[tuple[str, str], int | None] = {}
+        self._depths: dict[str, int] = {}  # "models -> key 'source' (recipe)" -> its layers, as read
+
+    def config(self, item: LoadedRecipe, key: str) -> dict:
+        """The ``config.json`` of ``models -> key`` of ``item`` (a Hub id or a folder)."""
+        source = item.recipe.models[key]
+        cached = (str(item.base_dir), source)
+        if cached not in self._configs:
+            self._configs[cached] = read_config(f"{item.path}: models -> {key}", source, item.base_dir)
+        return self._configs[cached]
+
+    def depths_read(self) -> str:
+        """The starting models whose depth was read, for a message: ``models -> base '...' (teacher): 6``."""
+        return ", ".join(f"{model}: {layers}" for model, layers in self._depths.items())
+
+    def labels_in(self, item: LoadedRecipe) -> Callable[[str], list[str] | None]:
+        return lambda key: config_labels(self.config(item, key))
+
+    def layers_in(self, item: LoadedRecipe) -> Callable[[str], int | None]:
+        return lambda ref: self.layers(item, ref)
+
+    def layers(self, item: LoadedRecipe, ref: str) -> int | None:
+        """The hidden layers of ``ref`` (a key of ``models`` or a stage of ``item``), or None."""
+        cached = (item.recipe.name, ref)
+        if cached not in self._layers:
+            source = item.recipe.models.get(ref)
+            if isinstance(source, RecipeOutput):
+                upstream = next(o for o in self.plan.order if o.recipe.name == source.recipe)
+                found = self.layers(upstream, source.stage)
+            elif source is not None:
+                found = config_layers(self.config(item, ref))
+                if found is not None:
+                    self._depths[f"models -> {ref} {source!r} ({item.recipe.name})"] = found
+            else:
+                found = stage_layers(item.recipe.stage(ref), self.layers_in(item))
+            self._layers[cached] = found
+        return self._layers[cached]
+
+
+def _hub_needs(plan: Plan) -> tuple[list[str], list[str]]:
+    """What the plan reads from the Hub: dataset ids and model ids (those that are valid ids)."""
+    datasets, models = [], []
+    for item in plan.order:
+        source = RecipeData(item.recipe.dataset, item.recipe.seed, item.base_dir).source
+        if not exists(Path(source)) and is_repo_id(source):
+            datasets.append(f"dataset.id {source!r}")
+        for key, model in item.recipe.models.items():
+            if isinstance(model, str) and not looks_local(model, item.base_dir) and is_repo_id(model):
+                models.append(f"models -> {key} {model!r} ({item.recipe.name})")
+    return list(dict.fromkeys(datasets)), list(dict.fromkeys(models))
+
+
+def _refuse_unreachable_hub(plan: Plan) -> None:
+    """One message at once when the plan needs a Hub that does not answer, instead of retries per file."""
+    datasets, models = _hub_needs(plan)
+    reason = hub_unreachable() if datasets or models else None
+    if reason:
+        error = DatasetError if datasets else ModelSourceError
+        raise error(
+            f"{reason}; the plan reads {', '.join(datasets + models)} from it. Start a Hub (`make hub` in another "
+            "shell, then HF_ENDPOINT=http://127.0.0.1:8080) or point HF_ENDPOINT at one, or give local folders "
+            "(--set dataset.id=./my-data, --set models.base=./my-model)."
+        )
