@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from huggingface_hub import HfApi, ModelCard, hf_hub_download
+from huggingface_hub import ModelCard, hf_hub_download
 
 from hubtools.catalog import build_catalog
 from hubtools.cli import main
@@ -27,11 +27,6 @@ from .publish_fixtures import QUERY, fake_runs, published_runs
 @pytest.fixture(scope="module")
 def runs(seeded_hub):
     return published_runs(seeded_hub.url, seeded_hub.token)
-
-
-@pytest.fixture
-def api(local_hub):
-    return HfApi(endpoint=local_hub.url, token=local_hub.token)
 
 
 @pytest.fixture
