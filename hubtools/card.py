@@ -212,7 +212,7 @@ KEPT_PLOT_FILE = "kept.png"
 
 
 def kept_on_line(hops: list[Hop]) -> dict:
-    """The ``kept`` records (``metrics["kept"]``, see :mod:`recipes.pruning`) of the stages on the
+    """The ``kept`` records (``metrics["kept"]``, see :mod:`recipes.ml.pruning`) of the stages on the
     line, merged oldest first: the newest count of each part, against the oldest total."""
     vocabulary, layers = None, None
     for hop in reversed(hops):
@@ -249,7 +249,7 @@ def save_kept_plot(hops: list[Hop], out_path: Path) -> Path | None:
     kept = kept_on_line(hops)
     if not kept:
         return None
-    from recipes.pruning import kept_figure
+    from recipes.ml.pruning import kept_figure
 
     kept_figure(kept).savefig(out_path, format="png")
     return Path(out_path)

@@ -11,7 +11,7 @@ a warning.
 The rows of the catalog were measured each in its own run, perhaps on different machines. With
 ``--bench PATH`` (default: ``outputs/bench/results.json`` when it exists, written by ``make
 bench``), the page also shows the one comparison of every catalog model measured in one process
-on one machine (:func:`recipes.bench.results_markdown`: the table, the floor, the peer, the
+on one machine (:func:`recipes.bench.catalog.results_markdown`: the table, the floor, the peer, the
 targets) and its accuracy-vs-latency plot, pushed as ``bench_accuracy_vs_latency.png`` beside
 ``bench.json`` (the results as measured).
 
@@ -41,7 +41,7 @@ from hubtools.card import fmt_accuracy, fmt_ms, fmt_size, markdown_table
 from hubtools.hubhttp import HubPolicy
 from hubtools.push import commit_with_retries, namespace
 from hubtools.runinfo import LAYOUT_FILE, DatasetRef
-from recipes.bench import read_results, results_markdown
+from recipes.bench.catalog import read_results, results_markdown
 from recipes.errors import RunFolderError
 from recipes.runfolder import BENCHMARK_FILE, RUN_FILE, BenchmarkResult, RunRecord
 
@@ -248,7 +248,7 @@ def _build_catalog(ns: str | None, push: bool, results: dict | None, policy: Hub
         rows.write_text(json.dumps(result.records(), indent=2) + "\n")
         files = [readme, rows]
         if results is not None:
-            from recipes.bench import bench_figure
+            from recipes.bench.catalog import bench_figure
 
             files += [Path(tmp) / BENCH_PLOT_FILE, Path(tmp) / BENCH_JSON_FILE]
             bench_figure(results).savefig(files[-2], format="png")

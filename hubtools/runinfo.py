@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from recipes.errors import RunFolderError
-from recipes.modelio import PYTORCH, read_format
+from recipes.ml.modelio import PYTORCH, read_format
+from recipes.plan.sources import looks_local
 from recipes.runfolder import BENCHMARK_FILE, RUN_FILE, BenchmarkResult, RunFolder, RunRecord, StageEntry
-from recipes.sources import looks_local
 from recipes.stages.base import NOT_PUBLISHED, Publishing
 
 LAYOUT_FILE = "layout.json"
@@ -316,7 +316,7 @@ class Layout:
     def copies(self) -> list[tuple[Path, str]]:
         """(file on disk, path in the repo) for every model file the repo gets: the root model's
         whole folder (config, tokenizer, weights; no bookkeeping), the others' weight files."""
-        from recipes.modelio import FORMAT_FILE
+        from recipes.ml.modelio import FORMAT_FILE
 
         root = self.root.hop.path
         out = [

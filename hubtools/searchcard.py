@@ -1,6 +1,6 @@
 """The card's search section: what a ``search-distill`` stage on the published model's line tried.
 
-The stage leaves ``study/`` in its output (see :mod:`recipes.study`): ``trials.json`` (every
+The stage leaves ``study/`` in its output (see :mod:`recipes.ml.study`): ``trials.json`` (every
 trial that ran: number, state, parameters, value(s), per-epoch values, duration), Optuna's
 matplotlib plots as PNGs and ``study.db``. :func:`search_section` turns the nearest one on the
 line into :class:`SearchSection` (the trials table built here, in Python); :func:`copy_study`

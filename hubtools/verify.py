@@ -19,7 +19,7 @@ in the repo, absolute numbers are shown instead. Exit status 5 on any mismatch.
 Speed-ups are re-measured, not only latencies: the baseline row's model (from this repo, or
 else from the repo the card's ``base_model`` names, when that repo publishes the very same
 model: its stage outputs hash to the fingerprint this run recorded) and every model of the repo
-are loaded in one process and timed in interleaved rounds (:func:`recipes.bench.interleaved_rounds`),
+are loaded in one process and timed in interleaved rounds (:func:`recipes.bench.catalog.interleaved_rounds`),
 and each speed-up is compared with the card's, within :data:`SPEEDUP_TOLERANCE` (relative). A
 card's numbers come from one CPU (``benchmark.json``'s ``machine``, the card's machine table);
 the report says when this machine has another, where speed-ups may differ by far more than the
@@ -68,13 +68,13 @@ from hubtools.card import (
 from hubtools.errors import HubToolsError, HubUnreachableError, VerificationFailedError
 from hubtools.hubhttp import ENV_HELP, HubPolicy, describe, is_transient
 from hubtools.runinfo import LAYOUT_FILE, RowPlace, benchmark_entry, read_layout, resolved_stage
-from recipes.bench import CATALOG, interleaved_rounds, load_subject
-from recipes.data import RecipeData
-from recipes.environment import cpu_model
+from recipes.bench.catalog import CATALOG, interleaved_rounds, load_subject
 from recipes.errors import RunFolderError
-from recipes.modelio import write_format
+from recipes.measure.environment import cpu_model
+from recipes.ml.data import RecipeData
+from recipes.ml.modelio import write_format
+from recipes.plan.schema import DatasetSpec
 from recipes.runfolder import BENCHMARK_FILE, RESOLVED_RECIPE_FILE, RUN_FILE, BenchmarkResult, RunRecord
-from recipes.schema import DatasetSpec
 from recipes.stages.benchmark import BenchmarkSpec, measure
 
 log = logging.getLogger("hubtools.verify")
@@ -225,7 +225,7 @@ class VerifyReport:
 
 
 def _view(snapshot: Path, root_files: list[str], place: RowPlace, out: Path) -> Path:
-    """A folder :func:`recipes.modelio.load_classifier` reads: the repo root's config and
+    """A folder :func:`recipes.ml.modelio.load_classifier` reads: the repo root's config and
     tokenizer, the row's weight files, and a ``model_format.json``."""
     out.mkdir(parents=True)
     skip = NOT_MODEL_FILES | set(root_files)
@@ -321,7 +321,7 @@ def pull_baseline(
     api: HfApi, base_repo: str | None, run: RunRecord, baseline: str, out: Path, policy: HubPolicy
 ) -> tuple[Path | None, str]:
     """The baseline row's model from ``base_repo`` (the card's ``base_model``) as a folder
-    :func:`recipes.modelio.load_classifier` reads, when that repo publishes the very model this run
+    :func:`recipes.ml.modelio.load_classifier` reads, when that repo publishes the very model this run
     took as ``baseline``. Returns ``(folder, base_repo)``, or ``(None, why not)``; raises
     :class:`~hubtools.errors.HubUnreachableError` when the Hub does not answer."""
     wanted = (run.models.get(baseline) or {}).get("fingerprint")
@@ -356,7 +356,7 @@ def measure_speedups(
 ) -> list[SpeedupCheck]:
     """Load the baseline and every row of ``folders`` in this process and time them in interleaved
     rounds; each row's speed-up here against its card's (``benchmark.json``'s ``vs_baseline``)."""
-    from recipes.threads import restore_torch_threads
+    from recipes.engine.threads import restore_torch_threads
 
     per_round = max(1, spec.runs // rounds)
     with restore_torch_threads():

@@ -31,11 +31,11 @@ _EXPORTS = {
     "load": "recipes.api",
     "run": "recipes.api",
     "bench_catalog": "recipes.api",
-    "BenchResult": "recipes.bench",
+    "BenchResult": "recipes.bench.catalog",
     "RunResult": "recipes.api",
     "StageSummary": "recipes.api",
     "BENCHMARK_FIELDS": "recipes.api",
-    "Plan": "recipes.planning",
+    "Plan": "recipes.plan.planning",
     "RecipeError": "recipes.errors",
     "RecipeNotFoundError": "recipes.errors",
     "RecipeValidationError": "recipes.errors",
@@ -72,7 +72,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from recipes.api import BENCHMARK_FIELDS, RunResult, StageSummary, bench_catalog, catalog, load, run
-    from recipes.bench import BenchResult
+    from recipes.bench.catalog import BenchResult
     from recipes.errors import (
         DatasetError,
         ModelSourceError,
@@ -85,7 +85,7 @@ if TYPE_CHECKING:
         RunFolderError,
         StageFailedError,
     )
-    from recipes.planning import Plan
+    from recipes.plan.planning import Plan
 
 
 def __getattr__(name: str):

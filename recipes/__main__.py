@@ -30,7 +30,7 @@ def _cmd_check(args) -> int:
     """Validate each recipe with the plan it would run (dependencies, references, cycles), then
     hold the plan against its dataset and models as ``run`` does before its first stage."""
     from .api import load
-    from .loader import catalog
+    from .plan.loader import catalog
 
     names = list(catalog()) if args.all or not args.names else args.names
     failed = 0
@@ -59,7 +59,7 @@ def _cmd_run(args) -> int:
         wait=not args.no_wait,
         workers=args.workers,
     )
-    from . import distributed
+    from .engine import distributed
 
     distributed.shutdown()
     if distributed.is_main():  # under torchrun, one line for the run, not one per process
@@ -68,8 +68,8 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_worker(args) -> int:
-    """Join a stage of a run that another process (or machine) runs: see :mod:`recipes.worker`."""
-    from .worker import run_worker
+    """Join a stage of a run that another process (or machine) runs: see :mod:`recipes.engine.worker`."""
+    from .engine.worker import run_worker
 
     ran = run_worker(
         args.name,
@@ -85,8 +85,8 @@ def _cmd_worker(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    """Run the catalog and measure every published model side by side: see :mod:`recipes.bench`."""
-    from .bench import BENCH_DIR, RESULTS_FILE, BenchSettings, run_bench, write_readme
+    """Run the catalog and measure every published model side by side: see :mod:`recipes.bench.catalog`."""
+    from .bench.catalog import BENCH_DIR, RESULTS_FILE, BenchSettings, run_bench, write_readme
 
     bench_dir = Path(args.bench_dir) if args.bench_dir else Path(args.output_dir) / BENCH_DIR
     if args.readme:
@@ -254,7 +254,7 @@ def _sigterm_interrupts():
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from . import distributed
+    from .engine import distributed
 
     # Under torchrun / accelerate launch only rank 0 logs progress; the others warnings and errors.
     level = logging.INFO if distributed.is_main() else logging.WARNING
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _sigterm_interrupts() if runs_stages else contextlib.nullcontext():
             if runs_stages:  # a worker's log is a file: no bars there
-                from .progress import configure_progress
+                from .engine.progress import configure_progress
 
                 configure_progress()
             return args.fn(args)

@@ -17,7 +17,7 @@ Example::
 
 Progress: the API leaves progress bars as the libraries set them, so Jupyter shows widgets
 (``tqdm.auto``); only the command line chooses bars or log lines
-(:func:`recipes.progress.configure_progress`). The run's log goes to the ``recipes`` logger
+(:func:`recipes.engine.progress.configure_progress`). The run's log goes to the ``recipes`` logger
 and to ``run.log`` in the run folder.
 """
 
@@ -30,15 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .bounds import MAX_INT_DIGITS
 from .errors import RecipeValidationError
-from .planning import Plan, make_plan
+from .plan.bounds import MAX_INT_DIGITS
+from .plan.planning import Plan, make_plan
 from .runfolder import BENCHMARK_FILE, BenchmarkResult, RunFolder
 
 if TYPE_CHECKING:
     from hubtools.push import PushResult
 
-    from .bench import BenchResult
+    from .bench.catalog import BenchResult
 
 #: ``{"distill.alpha": 0.3}``, ``["distill.alpha=0.3"]`` or one ``"distill.alpha=0.3"``.
 Overrides = Mapping[str, Any] | Sequence[str] | str | None
@@ -72,8 +72,8 @@ def catalog() -> dict[str, str | None]:
         'The kd student with PyTorch dynamic int8 quantization of its Linear layers, ...'
     """
     from .errors import RecipeError
-    from .loader import catalog as catalog_files
-    from .loader import load_recipe
+    from .plan.loader import catalog as catalog_files
+    from .plan.loader import load_recipe
 
     described: dict[str, str | None] = {}
     for name, path in catalog_files().items():
@@ -116,7 +116,7 @@ def load(recipe: str | Path, overrides: Overrides = None) -> Plan:
     """Load and validate ``recipe`` (a catalog name or a ``.yaml`` path) with ``overrides``, and
     the recipes it depends on, as the plan :func:`run` would run, then hold the plan against its
     dataset and models as :func:`run` does before its first stage (their schema and config.json:
-    columns, splits, labels, layer counts; :func:`recipes.preflight.check_plan`). Nothing runs.
+    columns, splits, labels, layer counts; :func:`recipes.plan.preflight.check_plan`). Nothing runs.
 
     ``overrides`` are the command line's ``--set``: a dict ``{"distill.alpha": 0.3,
     "dataset.max_samples.train": 300}`` or a list ``["distill.alpha=0.3"]``. ``dataset.*``,
@@ -129,7 +129,7 @@ def load(recipe: str | Path, overrides: Overrides = None) -> Plan:
         >>> [item.recipe.name for item in plan.order], plan.scope
         (['teacher', 'kd', 'kd-quant'], 'clinc_oos-plus_tiny-bert_69482ef1')
     """
-    from .preflight import check_plan
+    from .plan.preflight import check_plan
 
     plan = make_plan(str(recipe), override_items(overrides))
     check_plan(plan)
@@ -256,7 +256,7 @@ class RunResult:
         """Accuracy against mean latency, point area = size, the Pareto front as a step line, the
         published model circled: a :class:`matplotlib.figure.Figure` (the card's plot), which
         Jupyter shows inline; ``.savefig(path)`` writes it."""
-        from .plot import accuracy_latency_figure
+        from .measure.plot import accuracy_latency_figure
 
         return accuracy_latency_figure(
             self.benchmark_rows,
@@ -292,7 +292,7 @@ def run(
         >>> [(s.name, s.status) for s in result.stages]
         [('quantize', 'ran'), ('benchmark', 'ran')]
     """
-    from .runner import Runner
+    from .engine.runner import Runner
 
     if isinstance(recipe, Plan):
         if overrides:
@@ -328,14 +328,14 @@ def bench_catalog(
     plan-wide ``overrides`` (``dataset.*``, ``models.*``, ``seed``), then measure the teacher, each
     recipe's published model, the floor and the peer in this process, in interleaved rounds, and
     write ``results.json``, ``table.md`` and the plot to ``bench_dir`` (default
-    ``<output_dir>/bench``). ``settings``: the fields of :class:`recipes.bench.BenchSettings`
+    ``<output_dir>/bench``). ``settings``: the fields of :class:`recipes.bench.catalog.BenchSettings`
     (``rounds``, ``runs``, ``warmup``, ``sample``, ``threads``, ``memory``, ``peer``, ...).
-    ``run=False`` measures the finished runs only. Returns a :class:`recipes.bench.BenchResult`::
+    ``run=False`` measures the finished runs only. Returns a :class:`recipes.bench.catalog.BenchResult`::
 
         >>> result = recipes.bench_catalog(["kd-onnx-quant"], rounds=3)
         >>> print(result.table); result.targets; result.plot()
     """
-    from .bench import BenchSettings, run_bench
+    from .bench.catalog import BenchSettings, run_bench
 
     return run_bench(
         recipes,

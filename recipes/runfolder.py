@@ -1,7 +1,7 @@
 """The run folder: its file names and its typed records, written and read only through here.
 
 Layout (``<output root>/<scope>/<recipe>/``; the scope names the dataset, base model and seed
-that every recipe of one plan shares, see :mod:`recipes.planning`)::
+that every recipe of one plan shares, see :mod:`recipes.plan.planning`)::
 
     recipe.yaml        the resolved recipe (overrides applied)
     run.json           :class:`RunRecord`

@@ -1,7 +1,7 @@
 """Runs for the publishing tests, made once per test process and shared by the test modules.
 
 * :func:`published_runs`: a tiny ``teacher`` (fine-tune 1 epoch) and ``kdq`` (distil 1 epoch
-  -> PyTorch dynamic int8) run through the real :class:`recipes.runner.Runner` on the seeded
+  -> PyTorch dynamic int8) run through the real :class:`recipes.engine.runner.Runner` on the seeded
   local Hub, both pushed with :func:`hubtools.push.push_run`.
 * :func:`fake_runs`: run folders written by hand (no training) through :mod:`recipes.runfolder`'s
   records, in the runner's ``<root>/<scope>/<recipe>`` layout, with a fixed ``benchmark.json``:
@@ -70,8 +70,8 @@ def published_runs(hub_url: str, token: str) -> PublishedRuns:
     from huggingface_hub import HfApi
 
     from hubtools.push import push_run
-    from recipes.loader import load_recipe
-    from recipes.runner import Runner
+    from recipes.engine.runner import Runner
+    from recipes.plan.loader import load_recipe
 
     root = Path(os.environ["HF_HOME"]).parent / "publish-runs"
     api = HfApi(endpoint=hub_url, token=token)
@@ -269,14 +269,14 @@ def fake_runs() -> dict[str, Path]:
     from optimum.exporters.onnx import main_export
     from transformers import AutoModelForSequenceClassification
 
-    from recipes.modelio import (
+    from recipes.ml.modelio import (
         PYTORCH,
         PYTORCH_DYNAMIC_INT8,
         QUANTIZED_STATE_FILE,
         quantize_linear_dynamic,
         write_format,
     )
-    from recipes.onnxio import save_config_and_tokenizer, write_onnx_format
+    from recipes.ml.onnxio import save_config_and_tokenizer, write_onnx_format
 
     out = Path(os.environ["HF_HOME"]).parent / "fake-runs" / "outputs" / "clinc_oos-plus_teacher_00000000"
     student = tiny_bert(out / "kd" / "distill", layers=1)

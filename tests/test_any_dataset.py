@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from recipes.__main__ import main
+from recipes.engine.runner import Runner
 from recipes.errors import ModelSourceError
-from recipes.planning import make_plan
+from recipes.plan.planning import make_plan
 from recipes.runfolder import find_runs, hash_outputs
-from recipes.runner import Runner
 
 from .tiny import tiny_bert
 

@@ -11,8 +11,8 @@ import uuid
 import numpy as np
 import pytest
 
-from recipes import bench
 from recipes.__main__ import main
+from recipes.bench import catalog as bench
 
 from .tiny import tiny_bert
 

@@ -9,11 +9,11 @@ import logging
 
 import pytest
 
-from recipes import cachekey
+from recipes.engine import cachekey
+from recipes.engine.runner import STATE_DIR, STATE_KEY_FILE, Runner
 from recipes.errors import RunFolderError
-from recipes.loader import load_recipe
+from recipes.plan.loader import load_recipe
 from recipes.runfolder import SCHEMA_VERSION, BenchmarkResult, RunRecord, StageRecord
-from recipes.runner import STATE_DIR, STATE_KEY_FILE, Runner
 from recipes.stages import STAGE_TYPES
 
 from .tiny import quantize_recipe as make_quantize_recipe
@@ -63,12 +63,12 @@ def test_stage_code_change_reruns_and_names_the_module(quantize_recipe, caplog, 
 def test_code_fingerprint_follows_code_not_comments(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     module = tmp_path / "stage_under_test.py"
-    module.write_text('"""Doc."""\nfrom recipes import modelio\n\ndef run():\n    return 1\n')
+    module.write_text('"""Doc."""\nfrom recipes.ml import modelio\n\ndef run():\n    return 1\n')
     first = cachekey.code_fingerprints("stage_under_test")
-    assert "recipes.modelio" in first  # what it imports from the project counts too
-    module.write_text('"""Other doc."""\n# a comment\nfrom recipes import modelio\n\n\ndef run():\n    return 1\n')
+    assert "recipes.ml.modelio" in first  # what it imports from the project counts too
+    module.write_text('"""Other doc."""\n# a comment\nfrom recipes.ml import modelio\n\n\ndef run():\n    return 1\n')
     assert cachekey.code_fingerprints("stage_under_test") == first
-    module.write_text('"""Doc."""\nfrom recipes import modelio\n\ndef run():\n    return 2\n')
+    module.write_text('"""Doc."""\nfrom recipes.ml import modelio\n\ndef run():\n    return 2\n')
     assert cachekey.code_fingerprints("stage_under_test")["stage_under_test"] != first["stage_under_test"]
 
 

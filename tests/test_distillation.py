@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recipes.distillation import distillation_loss, student_from_teacher, teacher_logits
+from recipes.ml.distillation import distillation_loss, student_from_teacher, teacher_logits
 
 from .tiny import tiny_bert
 

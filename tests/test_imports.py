@@ -39,7 +39,7 @@ def test_every_module_imports_first_in_a_fresh_interpreter():
     assert not {m: err for m, err in failures.items() if procs[m].returncode}, failures
 
 
-@pytest.mark.parametrize("module", ["hubtools.plot", "hubtools.push", "recipes.runner"])
+@pytest.mark.parametrize("module", ["hubtools.plot", "hubtools.push", "recipes.engine.runner"])
 def test_import_leaves_matplotlib_backend_and_logging_alone(module):
     code = (
         "import logging, sys\n"

@@ -12,11 +12,11 @@ import pytest
 import torch
 import yaml
 
-from recipes.augment import augment_texts, word_neighbours
-from recipes.distillation import DistillationTrainer, LayerTargets, distillation_loss
-from recipes.layer_losses import attention_loss, hidden_state_loss
-from recipes.loader import load_recipe
-from recipes.runner import Runner
+from recipes.engine.runner import Runner
+from recipes.ml.augment import augment_texts, word_neighbours
+from recipes.ml.distillation import DistillationTrainer, LayerTargets, distillation_loss
+from recipes.ml.layer_losses import attention_loss, hidden_state_loss
+from recipes.plan.loader import load_recipe
 
 from .tiny import CLINC_DIR, minilm_dir, tiny_bert
 

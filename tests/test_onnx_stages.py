@@ -8,11 +8,11 @@ import json
 import pytest
 import yaml
 
+from recipes.engine.runner import Runner
 from recipes.errors import RecipeValidationError
-from recipes.loader import load_recipe
-from recipes.modelio import load_classifier
-from recipes.onnxio import EXPORTED_FILE, OPTIMIZED_FILE, QUANTIZED_FILE, assemble_repo_folder
-from recipes.runner import Runner
+from recipes.ml.modelio import load_classifier
+from recipes.ml.onnxio import EXPORTED_FILE, OPTIMIZED_FILE, QUANTIZED_FILE, assemble_repo_folder
+from recipes.plan.loader import load_recipe
 
 from .tiny import CLINC_DIR, tiny_bert_with_labels
 
@@ -72,8 +72,8 @@ def metrics(run_dir, stage: str) -> dict:
 
 
 def eval_texts(run_dir) -> list[str]:
-    from recipes.data import RecipeData
-    from recipes.schema import DatasetSpec
+    from recipes.ml.data import RecipeData
+    from recipes.plan.schema import DatasetSpec
 
     return list(RecipeData(DatasetSpec(**DATASET), seed=42).split("eval")["text"])
 

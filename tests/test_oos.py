@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
-from recipes.loader import load_recipe
-from recipes.metrics import classification_metrics, top_confusions
-from recipes.modelio import load_classifier
-from recipes.runner import Runner
+from recipes.engine.runner import Runner
+from recipes.measure.metrics import classification_metrics, top_confusions
+from recipes.ml.modelio import load_classifier
+from recipes.plan.loader import load_recipe
 from recipes.stages.calibrate_oos import choose_bias
 
 from .tiny import CLINC_DIR, tiny_bert_with_labels
@@ -86,7 +86,7 @@ def calibrated(tmp_path_factory, clinc_dir):
 
 
 def test_folded_bias_changes_exactly_the_predictions_it_should(calibrated):
-    from recipes.data import RecipeData
+    from recipes.ml.data import RecipeData
 
     run, model_dir = calibrated
     metrics = json.loads((run.out_dir / "calibrate" / ".stage.json").read_text())["metrics"]
@@ -105,7 +105,7 @@ def test_folded_bias_changes_exactly_the_predictions_it_should(calibrated):
 
 
 def test_bias_survives_onnx_export_and_int8(calibrated):
-    from recipes.data import RecipeData
+    from recipes.ml.data import RecipeData
 
     run, _ = calibrated
     recipe = run.loaded.recipe

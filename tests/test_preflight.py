@@ -13,9 +13,9 @@ import yaml
 import recipes
 from recipes.__main__ import main
 from recipes.errors import DatasetError, ModelSourceError, RecipeValidationError
-from recipes.loader import catalog
-from recipes.planning import make_plan
-from recipes.preflight import check_plan
+from recipes.plan.loader import catalog
+from recipes.plan.planning import make_plan
+from recipes.plan.preflight import check_plan
 
 from .tiny import CLINC_DIR, minilm_dir
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
+from recipes.engine.runner import Runner
 from recipes.errors import RecipeValidationError
-from recipes.loader import load_recipe
-from recipes.pruning import (
+from recipes.ml.pruning import (
     MagnitudePruner,
     choose_vocabulary,
     cubic_sparsity,
@@ -26,7 +26,7 @@ from recipes.pruning import (
     sparsity_by_matrix,
     trim_embeddings,
 )
-from recipes.runner import Runner
+from recipes.plan.loader import load_recipe
 
 from .tiny import CLINC_DIR, minilm_dir, tiny_bert
 
@@ -53,7 +53,7 @@ def runs(tmp_path_factory, clinc_dir):
     """The catalog's ``kd-prune-onnx-quant`` (teacher -> kd -> it: prune-structured + recovery ->
     prune-vocab -> ONNX -> int8) and ``prune-onnx-quant`` on 150 CLINC rows and a 6-layer tiny BERT
     (2 heads per layer, FFN width 37), one scope; and ``sparse`` (prune-magnitude) on a 2-layer one."""
-    from recipes.planning import make_plan
+    from recipes.plan.planning import make_plan
 
     root = tmp_path_factory.mktemp("pruning")
     overrides = [
@@ -99,7 +99,7 @@ def runs(tmp_path_factory, clinc_dir):
 def test_trimmed_vocabulary_keeps_the_logits_of_kept_texts_and_ids_in_range(runs):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertTokenizer
 
-    from recipes.data import RecipeData
+    from recipes.ml.data import RecipeData
 
     run = runs["chain"]  # kd-prune-onnx-quant: the student is trimmed first
     before_dir, after_dir = run.models["student"].path, run.out_dir / "trim"
@@ -204,8 +204,8 @@ def test_structured_pruning_gives_the_requested_shapes_and_reloads(runs):
 
 
 def test_pruned_model_exports_to_onnx_and_quantizes(runs):
-    from recipes.data import RecipeData
-    from recipes.modelio import load_classifier
+    from recipes.ml.data import RecipeData
+    from recipes.ml.modelio import load_classifier
 
     run = runs["chain"]
     for name in ("export", "quantize"):
@@ -256,7 +256,7 @@ def test_cubic_schedule():
 def test_magnitude_pruning_reaches_its_target_and_zeros_stay_zero(tmp_path):
     from transformers import AutoModelForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
 
-    from recipes.pruning import prunable_linears
+    from recipes.ml.pruning import prunable_linears
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert(tmp_path / "m", num_labels=3))
     rng = np.random.default_rng(0)
@@ -313,7 +313,7 @@ def test_magnitude_stage_records_sparsity_per_layer_and_gzip_size(runs):
 
 
 def test_gzip_size_counts_what_zeros_save(tmp_path):
-    from recipes.pruning import gzip_size_mb
+    from recipes.ml.pruning import gzip_size_mb
 
     dense, sparse = tmp_path / "dense.bin", tmp_path / "sparse.bin"
     values = np.random.default_rng(0).normal(size=2**18).astype(np.float32)

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from recipes.__main__ import main
 from recipes.errors import RecipeError
-from recipes.loader import MAX_DEPTH, catalog, load_recipe
-from recipes.schema import DatasetSpec, PublishSpec, Recipe, SampleLimits, SplitNames
+from recipes.plan.loader import MAX_DEPTH, catalog, load_recipe
+from recipes.plan.schema import DatasetSpec, PublishSpec, Recipe, SampleLimits, SplitNames
 from recipes.stages import STAGE_TYPES
 
 from .tiny import CLINC_DIR, minilm_dir
@@ -242,7 +242,7 @@ def test_check_cli_prints_one_message(tmp_path, capsys, title, content, extra):
 #
 # The catalog offline (the repository's CLINC150 copy, the packaged MiniLM as models.base), each
 # recipe mutated once, then `recipes check`. It never raises anything but a RecipeError; it refuses
-# exactly what the checks a run makes before its first stage refuse (recipes.preflight); and what it
+# exactly what the checks a run makes before its first stage refuse (recipes.plan.preflight); and what it
 # accepts holds each mutated value with the type the file gave it.
 
 PREFLIGHT_FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -365,8 +365,8 @@ def keeps_its_type(given, kept) -> bool:
 @PREFLIGHT_FUZZ
 @given(mutant=run_mutant())
 def test_check_refuses_what_a_run_would_and_converts_nothing(offline_catalog, mutant):
-    from recipes.planning import make_plan
-    from recipes.preflight import check_plan
+    from recipes.plan.planning import make_plan
+    from recipes.plan.preflight import check_plan
 
     _, data, path, given = mutant
     target = offline_catalog / "mutant.yaml"

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from recipes.errors import RecipeNotFoundError, RecipeValidationError
-from recipes.loader import catalog, load_recipe
+from recipes.plan.loader import catalog, load_recipe
 
 VALID = {
     "name": "demo",
@@ -374,7 +374,7 @@ def test_max_opset_is_what_the_installed_exporter_writes():
     import onnx
     from torch.onnx import _constants
 
-    from recipes.bounds import MAX_OPSET
+    from recipes.plan.bounds import MAX_OPSET
 
     assert MAX_OPSET == min(_constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET, onnx.defs.onnx_opset_version())
 
@@ -590,10 +590,10 @@ def test_over_long_ids_are_one_message_not_an_os_error(tmp_path, capsys, items, 
 
 
 def test_list_shows_a_recipe_without_a_description_as_invalid(tmp_path, monkeypatch, capsys):
-    import recipes.loader
+    import recipes.plan.loader
     from recipes.__main__ import main
 
     write_bytes(tmp_path, kd_text("description: Distil", "description: '  '\n#"), name="kd.yaml")
-    monkeypatch.setattr(recipes.loader, "CATALOG_DIR", tmp_path)
+    monkeypatch.setattr(recipes.plan.loader, "CATALOG_DIR", tmp_path)
     assert main(["list"]) == 0
     assert capsys.readouterr().out == f"{'kd':<16} (invalid: run `python -m recipes check kd`)\n"

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from recipes.errors import RunFolderBusyError
-from recipes.planning import make_plan
+from recipes.plan.planning import make_plan
 from recipes.runfolder import RunFolder
 
 from .tiny import REPO_ROOT

@@ -11,10 +11,10 @@ import pytest
 import torch
 import yaml
 
+from recipes.engine.runner import Runner
 from recipes.errors import StageFailedError
-from recipes.loader import CATALOG_DIR, load_recipe
-from recipes.modelio import load_classifier
-from recipes.runner import Runner
+from recipes.ml.modelio import load_classifier
+from recipes.plan.loader import CATALOG_DIR, load_recipe
 from recipes.stages import STAGE_TYPES
 
 from .tiny import tiny_bert
@@ -94,7 +94,7 @@ def test_distilled_student_beats_random_init(first_run, tmp_path):
     student_acc = record["metrics"]["eval_accuracy"]
 
     # The same architecture, untrained, on the same eval rows.
-    from recipes.data import RecipeData
+    from recipes.ml.data import RecipeData
 
     recipe = load_recipe(str(out.parents[1] / "kd.yaml")).recipe
     rows = RecipeData(recipe.dataset, recipe.seed).split("eval")

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from recipes.__main__ import main
+from recipes.engine.runner import RecipeRun, Runner
 from recipes.errors import RecipeNotFoundError, RunFolderError, StageFailedError
-from recipes.loader import load_recipe
+from recipes.plan.loader import load_recipe
 from recipes.runfolder import RunFolder, atomic_write_text, hash_outputs
-from recipes.runner import RecipeRun, Runner
 from recipes.stages import STAGE_TYPES
 
 from .tiny import REPO_ROOT

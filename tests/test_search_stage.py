@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-from recipes import distillation
-from recipes.data import RecipeData
+from recipes.engine.runner import STATE_DIR, Runner
 from recipes.errors import RecipeValidationError
-from recipes.loader import load_recipe
-from recipes.modelio import load_classifier
-from recipes.runner import STATE_DIR, Runner
+from recipes.ml import distillation
+from recipes.ml.data import RecipeData
+from recipes.ml.modelio import load_classifier
+from recipes.plan.loader import load_recipe
 
 from .tiny import tiny_bert
 

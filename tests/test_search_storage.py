@@ -16,9 +16,9 @@ import uuid
 import pytest
 import yaml
 
-from recipes.loader import load_recipe
+from recipes.engine.runner import STATE_DIR, Runner
+from recipes.plan.loader import load_recipe
 from recipes.runfolder import pid_alive
-from recipes.runner import STATE_DIR, Runner
 
 from .tiny import REPO_ROOT, tiny_bert
 
@@ -219,7 +219,7 @@ def test_workers_and_the_main_run_share_a_postgres_study(clinc_dir, tmp_path, po
 def bare_study(tmp_path):
     import optuna
 
-    from recipes import study as studies
+    from recipes.ml import study as studies
 
     with studies.quiet_optuna():
         storage = studies.open_storage(f"sqlite:///{tmp_path / 'study.db'}")
@@ -233,7 +233,7 @@ def test_dead_and_interrupted_trials_are_failed_and_queued_again_once(bare_study
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState
 
-    from recipes import study as studies
+    from recipes.ml import study as studies
 
     space = {"x": FloatDistribution(0, 1)}
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -264,7 +264,7 @@ def test_dead_and_interrupted_trials_are_failed_and_queued_again_once(bare_study
 def test_a_trial_that_would_make_more_than_n_trials_is_surplus(bare_study):
     from optuna.trial import TrialState
 
-    from recipes import study as studies
+    from recipes.ml import study as studies
 
     first, second, third = (bare_study.ask() for _ in range(3))  # started at once by three processes
     assert [studies.is_surplus(bare_study, t.number, 2) for t in (first, second, third)] == [False, False, True]
@@ -279,7 +279,7 @@ def test_the_kept_trial_and_its_rule():
     import optuna
     from optuna.distributions import FloatDistribution
 
-    from recipes import study as studies
+    from recipes.ml import study as studies
 
     def trial(number, *values):
         made = optuna.create_trial(
@@ -300,7 +300,7 @@ def test_the_kept_trial_and_its_rule():
 
 def test_processes_opening_a_new_postgres_database_at_once(postgres_url):
     """The first processes on a fresh database race to create Optuna's schema; none may fail."""
-    code = "import sys; from recipes.study import open_storage; open_storage(sys.argv[1])"
+    code = "import sys; from recipes.ml.study import open_storage; open_storage(sys.argv[1])"
     procs = [
         subprocess.Popen([sys.executable, "-c", code, postgres_url], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
         for _ in range(4)

@@ -98,8 +98,8 @@ def train_accuracy(recipe: Path, model_dir: Path) -> float:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from recipes.data import RecipeData
-    from recipes.loader import load_recipe
+    from recipes.ml.data import RecipeData
+    from recipes.plan.loader import load_recipe
 
     loaded = load_recipe(str(recipe))
     rows = RecipeData(loaded.recipe.dataset, loaded.recipe.seed, loaded.base_dir).split("train")

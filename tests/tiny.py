@@ -40,8 +40,8 @@ def tiny_bert_with_labels(out_dir: Path, dataset: dict) -> Path:
     """:func:`tiny_bert` whose labels are the dataset's (a ``DatasetSpec`` as a dict), in its order."""
     from transformers import AutoConfig
 
-    from recipes.data import RecipeData
-    from recipes.schema import DatasetSpec
+    from recipes.ml.data import RecipeData
+    from recipes.plan.schema import DatasetSpec
 
     model_dir = tiny_bert(out_dir)
     config = AutoConfig.from_pretrained(model_dir)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..metrics import classification_metrics
+from ..measure.metrics import classification_metrics
 
 #: The rules a ``calibrate-oos`` stage may take; the grid's two objectives, then the others.
 GRID_RULES = ("accuracy", "balanced")

@@ -7,7 +7,7 @@ a ``run(spec, ctx)`` decorated with ``@register("<type>", Spec, libraries=..., p
 
 The modules are imported when the registry is first asked for (``from recipes.stages import
 STAGE_TYPES``), not when the package is: shared code that stage modules import (e.g.
-:mod:`recipes.training`, which subclasses :class:`StageSpec`) can then import
+:mod:`recipes.ml.training`, which subclasses :class:`StageSpec`) can then import
 :mod:`recipes.stages.base` without an import cycle.
 """
 

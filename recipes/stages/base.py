@@ -1,6 +1,6 @@
 """What every stage is: a strict pydantic spec plus a ``run(spec, ctx)`` function.
 
-Lifecycle (owned by :mod:`recipes.runner`, never by a stage):
+Lifecycle (owned by :mod:`recipes.engine.runner`, never by a stage):
 
 1. the recipe is validated; each stage entry becomes its registered spec class;
 2. the runner resolves the stage's model references (:meth:`StageSpec.refs`) to local
@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..bounds import Name
+from ..plan.bounds import Name
 
 
 class StrictSpec(BaseModel):
@@ -40,7 +40,7 @@ class StageSpec(StrictSpec):
     #: Whether the stage writes a model that later stages or the benchmark can take.
     produces_model: ClassVar[bool] = True
     #: Whether every rank of a multi-process run (torchrun) runs the stage, data-parallel;
-    #: False: rank 0 alone runs it while the others wait (see :mod:`recipes.distributed`).
+    #: False: rank 0 alone runs it while the others wait (see :mod:`recipes.engine.distributed`).
     distributed: ClassVar[bool] = False
     #: Whether the stage's result depends on the recipe's dataset section.
     uses_dataset: ClassVar[bool] = True
@@ -65,7 +65,7 @@ class StageContext:
     inputs: dict[str, Path]  # role -> local model directory
     seed: int
     threads: int
-    data: Any  # recipes.data.RecipeData (lazy)
+    data: Any  # recipes.ml.data.RecipeData (lazy)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("recipes"))
     #: Scratch for one stage run, never saved: what a stage computes once and reuses across
     #: the calls it makes itself (``search-distill`` trials share the teacher's logits).
@@ -96,7 +96,7 @@ StageFn = Callable[[Any, StageContext], dict]
 
 
 #: Libraries whose versions shape a stage's output; each stage type names its own set, so an
-#: upgrade reruns the stages it can change and no others (see :mod:`recipes.cachekey`).
+#: upgrade reruns the stages it can change and no others (see :mod:`recipes.engine.cachekey`).
 TRAINING_LIBRARIES = ("torch", "transformers", "accelerate", "datasets", "tokenizers")
 ONNX_LIBRARIES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime")
 

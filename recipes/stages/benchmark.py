@@ -9,10 +9,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..bounds import BatchSize, LongText, Text
-from ..environment import machine_info
+from ..engine.threads import restore_torch_threads
+from ..measure.environment import machine_info
+from ..plan.bounds import BatchSize, LongText, Text
 from ..runfolder import BenchmarkResult
-from ..threads import restore_torch_threads
 from .base import ONNX_LIBRARIES, StageContext, StageSpec, register
 
 DEFAULT_QUERY = "What is the pin number for my account?"
@@ -97,9 +97,9 @@ def measure(
 ) -> dict:
     """One benchmark row. ``oos_id``: also in-scope accuracy and oos recall/precision;
     ``predictions``: where to leave the row's test predictions, by model name."""
-    from ..metrics import classification_metrics
-    from ..modelio import load_classifier, read_format
-    from ..pruning import weights_size_mb
+    from ..measure.metrics import classification_metrics
+    from ..ml.modelio import load_classifier, read_format
+    from ..ml.pruning import weights_size_mb
 
     clf = load_classifier(model_dir, threads)
     preds = clf.logits(texts, batch_size=spec.batch_size, desc=f"Accuracy of {name}").argmax(axis=-1)
@@ -127,7 +127,7 @@ def measure(
 def add_errors(rows: list[dict], predictions: dict, labels, names: list[str], baseline: str) -> None:
     """Each row's top confusions and, against the baseline, the labels of the rows it loses and
     wins: what explains an accuracy gap."""
-    from ..metrics import top_confusions
+    from ..measure.metrics import top_confusions
 
     for row in rows:
         base = predictions[baseline] if row["name"] != baseline else None

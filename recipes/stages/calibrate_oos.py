@@ -15,8 +15,8 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..bounds import FiniteFloat, Text
-from ..metrics import classification_metrics
+from ..measure.metrics import classification_metrics
+from ..plan.bounds import FiniteFloat, Text
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, StageSpec, register
 
 
@@ -40,7 +40,7 @@ class CalibrateOosSpec(StageSpec):
 
     type: Literal["calibrate-oos"]
     input: Text = Field(description="A PyTorch fp32 classifier: a key of `models` or an earlier stage.")
-    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.plan.preflight)
     objective: Literal["accuracy", "balanced"] = Field(
         "accuracy", description="accuracy, or balanced: the mean of in-scope accuracy and oos recall."
     )
@@ -123,7 +123,7 @@ def run(spec: CalibrateOosSpec, ctx: StageContext) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ..modelio import load_classifier, save_pretrained_model
+    from ..ml.modelio import load_classifier, save_pretrained_model
 
     oos_id = ctx.data.oos_id
     if oos_id is None:  # without_oos_label: pass (the spec refuses the dataset otherwise)

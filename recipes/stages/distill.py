@@ -7,9 +7,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from ..augment import OPS, Op
-from ..bounds import MAX_LAYERS, FiniteFloat, Fraction, LayerIndex, Text
-from ..training import TrainingSpec, classifier_with_dataset_labels, eval_metrics, fit_and_save, training_arguments
+from ..ml.augment import OPS, Op
+from ..ml.training import TrainingSpec, classifier_with_dataset_labels, eval_metrics, fit_and_save, training_arguments
+from ..plan.bounds import MAX_LAYERS, FiniteFloat, Fraction, LayerIndex, Text
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, StrictSpec, register
 
 #: A model's hidden layers by its reference (a key of ``models`` or a stage), None if unknown.
@@ -18,7 +18,7 @@ LayersOf = Callable[[str], int | None]
 
 class AugmentSpec(StrictSpec):
     """Teacher-labelled augmentation: ``copies`` perturbed versions of each training text
-    (see :mod:`recipes.augment`), trained on the teacher's soft targets only."""
+    (see :mod:`recipes.ml.augment`), trained on the teacher's soft targets only."""
 
     copies: int = Field(0, ge=0, le=20, description="Perturbed copies of each training text; 0: none.")
     word_prob: Fraction = Field(0.15, description="Chance that a word is perturbed.")
@@ -148,8 +148,8 @@ PUBLISHING = Publishing(
 def run(spec: DistillSpec, ctx: StageContext) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-    from ..data import tokenize
-    from ..distillation import TEACHER_LOGITS, DistillationTrainer, student_from_teacher
+    from ..ml.data import tokenize
+    from ..ml.distillation import TEACHER_LOGITS, DistillationTrainer, student_from_teacher
 
     data = ctx.data
     teacher_dir = ctx.inputs["input"]
@@ -201,7 +201,7 @@ def training_rows(spec: DistillSpec, ctx: StageContext, teacher, tokenizer):
     """The train split (``text``, ``label``), plus its augmented copies labelled -100."""
     from datasets import Dataset, Value, concatenate_datasets
 
-    from ..augment import augment_texts, word_neighbours
+    from ..ml.augment import augment_texts, word_neighbours
 
     train = ctx.data.split("train")
     aug = spec.augment
@@ -236,14 +236,14 @@ def cached_teacher_logits(spec: DistillSpec, ctx: StageContext, teacher, tokeniz
     """The teacher's logits for ``rows``, computed once per stage run (trials share them)."""
     from transformers import DataCollatorWithPadding
 
-    from ..data import tokenize
-    from ..distillation import teacher_logits
+    from ..ml.data import tokenize
+    from ..ml.distillation import teacher_logits
 
     key = ("teacher_logits", str(ctx.inputs["input"]), spec.max_length, spec.augment.model_dump_json(), ctx.seed)
     if key not in ctx.memo:
         import numpy as np
 
-        from .. import distributed
+        from ..engine import distributed
 
         collator = DataCollatorWithPadding(tokenizer)
         if not distributed.enabled():
@@ -266,7 +266,7 @@ def cached_teacher_logits(spec: DistillSpec, ctx: StageContext, teacher, tokeniz
 
 def layer_targets(spec: DistillSpec, teacher, student, tokenizer, teacher_tokenizer):
     """What the hidden-state and attention losses need; refuses a student they cannot pair."""
-    from ..distillation import LayerTargets
+    from ..ml.distillation import LayerTargets
 
     layer_map = spec.layer_map or spec.keep_layers
     t_conf, s_conf = teacher.config, student.config

@@ -6,8 +6,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from ..bounds import Text
-from ..training import TrainingSpec, classifier_with_dataset_labels, eval_metrics, fit_and_save, training_arguments
+from ..ml.training import TrainingSpec, classifier_with_dataset_labels, eval_metrics, fit_and_save, training_arguments
+from ..plan.bounds import Text
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, register
 
 
@@ -30,7 +30,7 @@ class FinetuneSpec(TrainingSpec):
     type: Literal["finetune"]
     distributed: ClassVar[bool] = True  # every rank trains, data-parallel
     input: Text = Field(description="Model to start from: a key of `models` or an earlier stage.")
-    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.plan.preflight)
 
     def refs(self) -> dict[str, str]:
         return {"input": self.input}

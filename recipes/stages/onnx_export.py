@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from ..bounds import FiniteFloat, Fraction, Opset, SampleCount, Text
+from ..plan.bounds import FiniteFloat, Fraction, Opset, SampleCount, Text
 from .base import ONNX_LIBRARIES, Publishing, StageContext, StageSpec, register
 
 
@@ -21,7 +21,7 @@ class OnnxStageSpec(StageSpec):
     """
 
     input: Text = Field(description="Model to convert: a key of `models` or an earlier stage.")
-    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.plan.preflight)
     parity_samples: SampleCount = Field(256, description="Eval rows the output is compared on.")
     atol: FiniteFloat | None = Field(None, gt=0, description="Max |logit difference| allowed; null records it only.")
     min_agreement: Fraction = Field(0.99, description="Least share of eval rows with the same argmax.")
@@ -60,8 +60,8 @@ PUBLISHING = Publishing(tag="onnx", phrase="exported to ONNX", repo_dir="onnx", 
 def run(spec: ExportOnnxSpec, ctx: StageContext) -> dict:
     from optimum.exporters.onnx import main_export
 
-    from ..modelio import PYTORCH, read_format
-    from ..onnxio import EXPORTED_FILE, conclude_stage
+    from ..ml.modelio import PYTORCH, read_format
+    from ..ml.onnxio import EXPORTED_FILE, conclude_stage
 
     source = ctx.inputs["input"]
     if read_format(source).format != PYTORCH:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ..bounds import NotBool
+from ..plan.bounds import NotBool
 from .base import ONNX_LIBRARIES, Publishing, StageContext, register
 from .onnx_export import OnnxStageSpec
 
@@ -79,7 +79,7 @@ def run(spec: OrtOptimizeSpec, ctx: StageContext) -> dict:
     from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import OptimizationConfig
 
-    from ..onnxio import OPTIMIZED_FILE, conclude_stage, onnx_path
+    from ..ml.onnxio import OPTIMIZED_FILE, conclude_stage, onnx_path
 
     source = onnx_path(ctx.inputs["input"])
     config = OptimizationConfig(

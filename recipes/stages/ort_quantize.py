@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..bounds import Fraction, SampleCount
+from ..plan.bounds import Fraction, SampleCount
 from .base import ONNX_LIBRARIES, Publishing, StageContext, register
 from .onnx_export import ExportOnnxSpec, OnnxStageSpec
 from .ort_optimize import OrtOptimizeSpec
@@ -162,7 +162,7 @@ def _quantize_optimum(spec: OrtQuantizeSpec, ctx: StageContext, source: Path) ->
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoCalibrationConfig, AutoQuantizationConfig
 
-    from ..onnxio import graph_summary
+    from ..ml.onnxio import graph_summary
 
     fused = graph_summary(source)["contrib_ops"]
     if fused:  # a graph from another recipe; the recipe check catches this within one recipe
@@ -202,7 +202,7 @@ def _quantize_onnxruntime(spec: OrtQuantizeSpec, ctx: StageContext, source: Path
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from ..onnxio import save_config_and_tokenizer
+    from ..ml.onnxio import save_config_and_tokenizer
 
     quantize_dynamic(
         source,
@@ -233,7 +233,7 @@ PUBLISHING = Publishing(
 
 @register("ort-quantize", OrtQuantizeSpec, libraries=ONNX_LIBRARIES, publishing=PUBLISHING)
 def run(spec: OrtQuantizeSpec, ctx: StageContext) -> dict:
-    from ..onnxio import QUANTIZED_FILE, conclude_stage, onnx_path
+    from ..ml.onnxio import QUANTIZED_FILE, conclude_stage, onnx_path
 
     source = onnx_path(ctx.inputs["input"])
     target = ctx.out_dir / QUANTIZED_FILE

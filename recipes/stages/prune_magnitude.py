@@ -14,8 +14,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from ..bounds import FiniteFloat, Fraction, Text
-from ..training import TrainingSpec, classifier_with_dataset_labels, eval_metrics, fit_and_save, training_arguments
+from ..ml.training import TrainingSpec, classifier_with_dataset_labels, eval_metrics, fit_and_save, training_arguments
+from ..plan.bounds import FiniteFloat, Fraction, Text
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, register
 
 
@@ -43,7 +43,7 @@ class PruneMagnitudeSpec(TrainingSpec):
 
     type: Literal["prune-magnitude"]
     input: Text = Field(description="Model to train and prune: a key of `models` or an earlier stage.")
-    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.plan.preflight)
     teacher: Text | None = Field(None, description="Distil from this classifier while pruning; null: labels only.")
     alpha: Fraction = Field(0.5, description="With a teacher: weight of the cross-entropy term.")
     temperature: FiniteFloat = Field(2.0, gt=0, le=100)
@@ -84,9 +84,9 @@ PUBLISHING = Publishing(
 def run(spec: PruneMagnitudeSpec, ctx: StageContext) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
 
-    from ..data import tokenize
-    from ..distillation import TEACHER_LOGITS, DistillationTrainer, teacher_logits
-    from ..pruning import (
+    from ..ml.data import tokenize
+    from ..ml.distillation import TEACHER_LOGITS, DistillationTrainer, teacher_logits
+    from ..ml.pruning import (
         MagnitudePruner,
         kept_record,
         make_callback,

@@ -1,7 +1,7 @@
 """``prune-structured``: remove whole attention heads and FFN neurons, then optionally recover.
 
 Unstructured zeros do not make dense PyTorch or ONNX Runtime kernels faster; smaller matrices
-do. This stage scores every head and FFN neuron on train rows (:func:`recipes.pruning.importance`:
+do. This stage scores every head and FFN neuron on train rows (:func:`recipes.ml.pruning.importance`:
 the gradient of the loss with respect to a mask on each, Michel et al. 2019, or the weights'
 norms), removes the lowest-scored physically, and can recover with a short distillation from a
 teacher (``recover:``, the ``distill`` stage's trainer with the pruned model as its student).
@@ -22,7 +22,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from ..bounds import BatchSize, FiniteFloat, Fraction, SampleCount, Text
+from ..plan.bounds import BatchSize, FiniteFloat, Fraction, SampleCount, Text
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, StageSpec, StrictSpec, register
 
 #: A share of parts to remove: 0 removes none; 1 would remove them all.
@@ -68,7 +68,7 @@ class PruneStructuredSpec(StageSpec):
 
     type: Literal["prune-structured"]
     input: Text = Field(description="A PyTorch fp32 classifier: a key of `models` or an earlier stage.")
-    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.plan.preflight)
     remove_heads: RemovedShare = Field(0.0, ge=0, lt=1, description="Share of attention heads removed.")
     head_scope: Literal["layer", "model"] = Field("layer", description="Heads ranked within each layer or overall.")
     min_heads: int = Field(1, ge=1, le=1024, description="Heads every layer keeps at least.")
@@ -105,10 +105,10 @@ def run(spec: PruneStructuredSpec, ctx: StageContext) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-    from ..data import tokenize
-    from ..metrics import classification_metrics
-    from ..modelio import PYTORCH, read_format, save_pretrained_model
-    from ..pruning import (
+    from ..measure.metrics import classification_metrics
+    from ..ml.data import tokenize
+    from ..ml.modelio import PYTORCH, read_format, save_pretrained_model
+    from ..ml.pruning import (
         ffn_to_keep,
         heads_to_remove,
         importance,
@@ -195,7 +195,7 @@ def run(spec: PruneStructuredSpec, ctx: StageContext) -> dict:
 
 def _recover(spec: PruneStructuredSpec, ctx: StageContext, model, tokenizer) -> dict:
     """Distil the pruned ``model`` from the teacher into ``ctx.out_dir`` with the distill stage."""
-    from ..modelio import save_pretrained_model
+    from ..ml.modelio import save_pretrained_model
     from . import distill
 
     pruned_dir = ctx.out_dir / "_pruned"

@@ -2,7 +2,7 @@
 
 The vocabulary embedding is most of a small encoder (all-MiniLM-L6-v2: 30,522 x 384, 45 of its
 87 MB) while one task's texts use a few thousand pieces. The stage keeps the rows named by
-:func:`recipes.pruning.choose_vocabulary`, rewrites the tokenizer (``tokenizer.json`` and
+:func:`recipes.ml.pruning.choose_vocabulary`, rewrites the tokenizer (``tokenizer.json`` and
 ``vocab.txt``, same normalizer) and slices the embedding in the new id order, so
 ``pipeline()``, ``from_pretrained`` and the ONNX export load the result unchanged. A text whose
 pieces were all kept gets exactly the logits it got before; a word that lost its piece is split
@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from ..bounds import Text
+from ..plan.bounds import Text
 from .base import Publishing, StageContext, StageSpec, register
 
 
@@ -54,7 +54,7 @@ class PruneVocabSpec(StageSpec):
     top_words: int = Field(0, ge=0, le=1_000_000, description="Most frequent words whose pieces are kept; 0: none.")
     language: Text = Field("en", description="wordfreq language code of the word list.")
     max_length: int = Field(128, ge=1, le=8192, description="Truncation of the accuracy report's texts.")
-    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.plan.preflight)
 
     @field_validator("language")
     @classmethod
@@ -94,9 +94,9 @@ LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "wordfreq")
 def run(spec: PruneVocabSpec, ctx: StageContext) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ..metrics import classification_metrics
-    from ..modelio import PYTORCH, read_format, save_pretrained_model
-    from ..pruning import (
+    from ..measure.metrics import classification_metrics
+    from ..ml.modelio import PYTORCH, read_format, save_pretrained_model
+    from ..ml.pruning import (
         choose_vocabulary,
         kept_record,
         predictions,

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from ..bounds import Text
+from ..plan.bounds import Text
 from .base import Publishing, StageContext, StageSpec, register
 
 
@@ -26,7 +26,7 @@ class QuantizeDynamicSpec(StageSpec):
 
     type: Literal["quantize-dynamic"]
     input: Text = Field(description="Model to quantize: a key of `models` or an earlier stage.")
-    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.preflight)
+    keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.plan.preflight)
     uses_dataset = False
 
     def refs(self) -> dict[str, str]:
@@ -48,7 +48,7 @@ def run(spec: QuantizeDynamicSpec, ctx: StageContext) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ..modelio import PYTORCH_DYNAMIC_INT8, QUANTIZED_STATE_FILE, quantize_linear_dynamic, write_format
+    from ..ml.modelio import PYTORCH_DYNAMIC_INT8, QUANTIZED_STATE_FILE, quantize_linear_dynamic, write_format
 
     model = AutoModelForSequenceClassification.from_pretrained(ctx.inputs["input"])
     n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())

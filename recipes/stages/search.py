@@ -1,7 +1,7 @@
 """``search-distill``: an Optuna search over distillation settings that survives a crash, prunes
 hopeless trials, runs on many processes or machines, and keeps the best trial's student.
 
-The study lives in a database (:mod:`recipes.study`): SQLite in the stage's state folder by
+The study lives in a database (:mod:`recipes.ml.study`): SQLite in the stage's state folder by
 default, any SQLAlchemy URL with ``storage:`` (PostgreSQL for several machines). A rerun after a
 crash or Ctrl-C resumes it: finished trials count, the trial that was running is run again.
 ``python -m recipes worker RECIPE --stage NAME`` (or ``run --workers N``) joins the study from
@@ -25,15 +25,15 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from .. import study as studies
-from ..bounds import FiniteFloat, Fraction, LayerIndex, LongText, Seed, TrialCount
-from ..metrics import Objective
+from ..measure.metrics import Objective
+from ..ml import study as studies
+from ..plan.bounds import FiniteFloat, Fraction, LayerIndex, LongText, Seed, TrialCount
 from . import distill
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, StrictSpec, register
 from .distill import DistillSpec, LayersOf
 
 #: What the stage's output keeps of the study, beside the best student: ``trials.json``, the
-#: plots and ``study.db`` (see :mod:`recipes.study`).
+#: plots and ``study.db`` (see :mod:`recipes.ml.study`).
 STUDY_DIR = "study"
 #: Where trials train, in the state folder.
 TRIALS_DIR = "trials"
@@ -424,7 +424,7 @@ class Search:
             raise ValueError(f"trial {trial.number} recorded no eval {spec.metric}: train at least one full epoch")
         trial.set_user_attr(studies.RESULT, metrics)
         if spec.minimize:
-            from ..modelio import size_mb
+            from ..ml.modelio import size_mb
 
             second = round(size_mb(out), 4)
             log.info(
@@ -562,7 +562,7 @@ def _stop_workers(workers, ctx: StageContext, finished: bool) -> None:
 def _collect(search: Search, choice, ctx: StageContext) -> tuple[dict, bool]:
     """Put the kept trial's student into ``ctx.out_dir``: its files if this machine has them,
     else retrained from its parameters. Returns its metrics and whether it was retrained."""
-    from ..modelio import FORMAT_FILE
+    from ..ml.modelio import FORMAT_FILE
 
     spec, trial = search.spec, choice.trial
     folder = search.trials_dir / str(trial.number)

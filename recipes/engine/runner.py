@@ -1,6 +1,6 @@
 """Run a plan: each recipe in order (dependencies first), each stage cached by its key.
 
-A stage is skipped only when its key (see :mod:`recipes.cachekey`: settings, inputs, rows,
+A stage is skipped only when its key (see :mod:`recipes.engine.cachekey`: settings, inputs, rows,
 seed, code, library versions) matches its record AND its folder holds exactly the recorded
 files with the recorded hashes; otherwise it reruns and the log says why. A stage writes into
 a temporary folder that becomes the stage folder only when it finished (see
@@ -16,7 +16,7 @@ recipes worker``) the same stage, inputs and state folder, so it can work on the
 
 Under ``torchrun`` / ``accelerate launch`` every rank runs the same plan; rank 0 alone decides
 what is cached, holds the lock and writes the folders, training stages train on every rank
-(data-parallel) and the rest on rank 0 while the others wait (see :mod:`recipes.distributed`).
+(data-parallel) and the rest on rank 0 while the others wait (see :mod:`recipes.engine.distributed`).
 """
 
 from __future__ import annotations
@@ -36,16 +36,16 @@ from pathlib import Path
 
 import yaml
 
-from . import cachekey
-from . import distributed as dist
-from .data import RecipeData
-from .environment import machine_info
-from .errors import DatasetError, ModelSourceError, PublishError, RecipeError, RecipeValidationError, StageFailedError
-from .labels import check_labels
-from .loader import LoadedRecipe
-from .planning import Plan, make_plan
-from .preflight import check_plan
-from .runfolder import (
+from ..errors import DatasetError, ModelSourceError, PublishError, RecipeError, RecipeValidationError, StageFailedError
+from ..measure.environment import machine_info
+from ..ml.data import RecipeData
+from ..plan.labels import check_labels
+from ..plan.loader import LoadedRecipe
+from ..plan.planning import Plan, make_plan
+from ..plan.preflight import check_plan
+from ..plan.schema import RecipeOutput
+from ..plan.sources import ResolvedModel, resolve_source
+from ..runfolder import (
     SCOPE_FILE,
     RunFolder,
     RunFolderError,
@@ -57,9 +57,9 @@ from .runfolder import (
     write_json,
     writing,
 )
-from .schema import RecipeOutput
-from .sources import ResolvedModel, resolve_source
-from .stages import STAGE_TYPES, StageContext
+from ..stages import STAGE_TYPES, StageContext
+from . import cachekey
+from . import distributed as dist
 from .threads import restore_torch_threads
 
 log = logging.getLogger("recipes")
@@ -372,7 +372,7 @@ class Runner:
 
     def _run_stage(self, spec, available, data, seed, force, folder: RunFolder) -> StageResult:
         """Run or reuse one stage. With several ranks, rank 0 decides whether it is cached and
-        alone writes it; a training stage (:func:`recipes.distributed.runs_on_every_rank`) runs on
+        alone writes it; a training stage (:func:`recipes.engine.distributed.runs_on_every_rank`) runs on
         every rank, the others into a scratch folder that is thrown away, and any other stage on
         rank 0 alone; every rank then takes rank 0's record."""
         stage_type = STAGE_TYPES[spec.type]

@@ -1,4 +1,4 @@
-"""The ONNX Runtime side of :mod:`recipes.modelio`: the ``onnx`` loader and the helpers the
+"""The ONNX Runtime side of :mod:`recipes.ml.modelio`: the ``onnx`` loader and the helpers the
 ``export-onnx``, ``ort-optimize`` and ``ort-quantize`` stages share.
 
 An ONNX stage folder holds one ``.onnx`` file, config + tokenizer files, and a
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ParityError
+from ..errors import ParityError
 from .modelio import FORMAT_FILE, PYTORCH, Classifier, load_classifier, read_format, register_loader, write_format
 
 ONNX = "onnx"

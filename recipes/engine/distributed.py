@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .errors import RecipeError
+from ..errors import RecipeError
 
 #: Seconds a rank waits for another at a coordination point (rank 0's benchmark, export...).
 WAIT_S = float(os.environ.get("RECIPES_DIST_WAIT_S", 7 * 24 * 3600))

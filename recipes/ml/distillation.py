@@ -112,7 +112,7 @@ def teacher_logits(teacher, dataset, collator, batch_size: int = 64) -> np.ndarr
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from .progress import bars_enabled
+    from ..engine.progress import bars_enabled
 
     teacher.eval()
     columns = [c for c in dataset.column_names if c != "label"]

@@ -22,13 +22,13 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ..errors import RecipeNotFoundError, RecipeValidationError
+from ..stages import STAGE_TYPES
 from .bounds import MAX_INT_DIGITS
-from .errors import RecipeNotFoundError, RecipeValidationError
 from .schema import Recipe
 from .sources import exists
-from .stages import STAGE_TYPES
 
-CATALOG_DIR = Path(__file__).parent / "catalog"
+CATALOG_DIR = Path(__file__).resolve().parents[1] / "catalog"
 
 
 @dataclass

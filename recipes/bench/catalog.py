@@ -3,9 +3,9 @@
 1. Runs every catalog recipe (or those of ``--recipes``) with the same plan-wide overrides
    (``dataset.*``, ``models.*``, ``seed``); finished stages are reused, so a finished catalog
    costs only its cache checks.
-2. Builds the two reference rows: the **floor** (:mod:`recipes.floor`: the same ``pipeline()``
+2. Builds the two reference rows: the **floor** (:mod:`recipes.bench.floor`: the same ``pipeline()``
    call around an embedding bag and a linear layer, same tokenizer) and the **peer**
-   (:mod:`recipes.peer`: model2vec static embeddings + a scikit-learn logistic regression).
+   (:mod:`recipes.bench.peer`: model2vec static embeddings + a scikit-learn logistic regression).
 3. Loads the teacher, each recipe's published model, the floor and the peer in this one process,
    with one thread budget, and measures them in interleaved rounds: round ``r`` visits every
    subject once, starting ``r`` places further along (A B C, B C A, C A B, ...), so a burst of
@@ -15,7 +15,7 @@
    share of the test split at batch ``batch_size`` (accuracy and throughput). Each statistic is
    the median over rounds of its per-round value; ``spread_pct`` is (max - min) / median of the
    per-round means.
-4. In a fresh process per subject (``python -m recipes.bench probe``): the load time from disk to
+4. In a fresh process per subject (``python -m recipes.bench.catalog probe``): the load time from disk to
    a ready pipeline and the peak resident memory (``VmHWM``) of a process that serves
    ``serve_queries`` queries, so rows do not share an allocator.
 5. Writes ``results.json``, ``table.md`` and ``accuracy_vs_latency.png`` to the bench folder
@@ -54,8 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import RecipeError, RecipeValidationError
-from .stages.benchmark import latency_stats
+from ..errors import RecipeError, RecipeValidationError
+from ..stages.benchmark import latency_stats
 
 log = logging.getLogger("recipes")
 
@@ -73,7 +73,7 @@ TEACHER, CATALOG, FLOOR, PEER = "teacher", "catalog", "floor", "peer"
 REFERENCE_RECIPE = "teacher"
 #: What a row beats the peer on: more accurate and faster, more accurate only, faster only, neither.
 PEER_VERDICTS = ("both", "accuracy", "latency", "neither")
-#: Override prefixes that apply to every recipe of a plan (see recipes.planning).
+#: Override prefixes that apply to every recipe of a plan (see recipes.plan.planning).
 PLAN_WIDE = ("dataset", "models", "seed")
 
 #: The issue's targets: (id, text). :func:`evaluate_targets` decides each.
@@ -150,8 +150,8 @@ def load_subject(kind: str, path: Path, threads: int, batch_size: int = 32) -> L
 
         peer = load_peer(path, threads)
         return Loaded(FORMAT, peer.predict, peer.serve, peer.runtime)
-    from . import floor  # noqa: F401  (registers the floor's format)
-    from .modelio import load_classifier
+    from .. import floor  # noqa: F401  registers the floor's format
+    from ..ml.modelio import load_classifier
 
     clf = load_classifier(path, threads)
     pipe = clf.make_pipeline()
@@ -165,7 +165,7 @@ def subject_size(subject: Subject) -> dict[str, float]:
         from .peer import size_mb
 
         return size_mb(subject.path)
-    from .pruning import weights_size_mb
+    from ..ml.pruning import weights_size_mb
 
     return weights_size_mb(subject.path)
 
@@ -288,7 +288,7 @@ def _preimport(kind: str, path: Path) -> None:
         import sklearn.linear_model  # noqa: F401
 
         return
-    from .modelio import read_format
+    from ..ml.modelio import read_format
 
     if read_format(path).format == "onnx":
         import optimum.onnxruntime  # noqa: F401
@@ -320,12 +320,12 @@ def probe_here(kind: str, path: Path, threads: int, queries: list[str]) -> dict:
 
 
 def probe(subject: Subject, threads: int, queries: list[str], timeout_s: float = 900.0) -> dict:
-    """:func:`probe_here` in a fresh ``python -m recipes.bench probe`` process (same environment,
+    """:func:`probe_here` in a fresh ``python -m recipes.bench.catalog probe`` process (same environment,
     same CPU affinity). A probe that fails leaves the fields out and says why."""
     with tempfile.TemporaryDirectory(prefix="recipes-bench-probe-") as tmp:
         qfile, out = Path(tmp) / "queries.json", Path(tmp) / "probe.json"
         qfile.write_text(json.dumps(queries))
-        cmd = [sys.executable, "-m", "recipes.bench", "probe", subject.kind, str(subject.path), str(threads)]
+        cmd = [sys.executable, "-m", "recipes.bench.catalog", "probe", subject.kind, str(subject.path), str(threads)]
         cmd += [str(qfile), str(out)]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=os.environ.copy())
@@ -369,7 +369,7 @@ def catalog_recipes(catalog_dir: Path | None = None) -> dict[str, str]:
     """Recipe name -> what to pass to :func:`recipes.api.load`: the catalog's names, or the
     ``.yaml`` files of ``catalog_dir`` (their dependencies resolve in that folder first)."""
     if catalog_dir is None:
-        from .loader import catalog
+        from ..plan.loader import catalog
 
         return {name: name for name in catalog()}
     files = sorted(Path(catalog_dir).glob("*.yaml"))
@@ -381,7 +381,7 @@ def catalog_recipes(catalog_dir: Path | None = None) -> dict[str, str]:
 def plan_recipes(names: Sequence[str] | None, overrides: list[str], catalog_dir: Path | None = None) -> dict:
     """The plan of each recipe to run (name -> Plan), the reference recipe first; every plan
     shares one scope. ``models.<key>`` items go to the plans that declare ``<key>``."""
-    from .api import load
+    from ..api import load
 
     check_overrides(overrides)
     available = catalog_recipes(catalog_dir)
@@ -420,9 +420,9 @@ def plan_recipes(names: Sequence[str] | None, overrides: list[str], catalog_dir:
 def run_recipes(plans: dict, output_dir: Path, run: bool = True) -> tuple[dict, dict[str, str]]:
     """Run (or, with ``run`` False, read) each plan's target. Returns the finished results by
     recipe, and why each other recipe has no row."""
-    from .api import RunResult
-    from .api import run as run_plan
-    from .runfolder import RunFolder
+    from ..api import RunResult
+    from ..api import run as run_plan
+    from ..runfolder import RunFolder
 
     results, skipped = {}, {}
     for name, plan in plans.items():
@@ -497,8 +497,8 @@ def _cached_build(folder: Path, key: dict, build: Callable[[Path], Any], what: s
 
 
 def make_floor(bench_dir: Path, teacher_dir: Path, data, settings: BenchSettings, threads: int) -> Subject:
+    from ..engine.threads import restore_torch_threads
     from .floor import build_floor
-    from .threads import restore_torch_threads
 
     key = {
         "data": data.fingerprint,
@@ -530,8 +530,8 @@ def make_floor(bench_dir: Path, teacher_dir: Path, data, settings: BenchSettings
 def make_peer(bench_dir: Path, backbone: Path, data, settings: BenchSettings, threads: int) -> Subject:
     from threadpoolctl import threadpool_limits
 
+    from ..engine.threads import restore_torch_threads
     from .peer import build_peer
-    from .threads import restore_torch_threads
 
     key = {
         "data": data.fingerprint,
@@ -586,7 +586,7 @@ def add_comparisons(rows: list[dict], reference: str, floor: str | None, peer: s
 
 def pareto_names(rows: list[dict]) -> list[str]:
     """The rows (floor left out) no other row beats on accuracy and mean latency at once."""
-    from .plot import pareto_front
+    from ..measure.plot import pareto_front
 
     return [r["name"] for r in pareto_front([r for r in rows if r["kind"] != FLOOR])]
 
@@ -841,7 +841,7 @@ def read_results(path: Path) -> dict:
 def bench_figure(results: dict):
     """Accuracy vs batch-1 mean latency of every row but the floor (point area = size, Pareto
     front dashed), the floor's latency as a vertical line."""
-    from .plot import accuracy_latency_figure
+    from ..measure.plot import accuracy_latency_figure
 
     rows = [r for r in results["rows"] if r["kind"] != FLOOR]
     fig = accuracy_latency_figure(
@@ -941,8 +941,8 @@ def run_bench(
     run: bool = True,
 ) -> BenchResult:
     """Run the recipes, build the floor and the peer, measure everything, write the report."""
-    from .data import RecipeData
-    from .environment import machine_info
+    from ..measure.environment import machine_info
+    from ..ml.data import RecipeData
 
     settings = settings or BenchSettings()
     threads = settings.threads or available_cores()
@@ -1023,8 +1023,8 @@ def measure_subjects(
     ``settings.memory``) probed one by one in a fresh process: one row each."""
     from threadpoolctl import threadpool_limits
 
-    from .metrics import classification_metrics
-    from .threads import restore_torch_threads
+    from ..engine.threads import restore_torch_threads
+    from ..measure.metrics import classification_metrics
 
     log.info(
         "bench: %d models, %d rounds, %d thread(s), %d test rows: %s",
@@ -1066,7 +1066,7 @@ def measure_subjects(
             "sample_latency_ms": m.get("sample_latency_ms") or {},
             "throughput_qps": m["throughput_qps"],
             "runtime": runtimes[subject.name],
-            "device": "cpu",  # every subject is loaded on the CPU (recipes.modelio, the floor, the peer)
+            "device": "cpu",  # every subject is loaded on the CPU (recipes.ml.modelio, the floor, the peer)
         }
         if subject.kind == FLOOR:
             row["epochs"] = settings.floor_epochs
@@ -1090,14 +1090,14 @@ def _format_of(subject: Subject) -> str:
         from .peer import FORMAT
 
         return FORMAT
-    from .modelio import read_format
+    from ..ml.modelio import read_format
 
     return read_format(subject.path).format
 
 
 def write_outputs(payload: dict, bench_dir: Path) -> BenchResult:
     """``results.json``, ``table.md`` and the plot in ``bench_dir``."""
-    from .runfolder import atomic_write_text
+    from ..runfolder import atomic_write_text
 
     bench_dir = Path(bench_dir)
     bench_dir.mkdir(parents=True, exist_ok=True)
@@ -1112,4 +1112,6 @@ def write_outputs(payload: dict, bench_dir: Path) -> BenchResult:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["probe"]:
         sys.exit(_probe_main(sys.argv[2:]))
-    sys.exit("usage: python -m recipes.bench probe KIND PATH THREADS QUERIES_JSON OUT_JSON (used by the bench)")
+    sys.exit(
+        "usage: python -m recipes.bench.catalog probe KIND PATH THREADS QUERIES_JSON OUT_JSON (used by the bench)"
+    )

@@ -2,7 +2,7 @@
 
 A worker plans RECIPE with the same ``--set`` items as the main run (``python -m recipes run
 RECIPE ...``), finds the stage, its inputs and its cache key as the main run does
-(:meth:`recipes.runner.Runner.join`) and joins its work: for ``search-distill``, the Optuna
+(:meth:`recipes.engine.runner.Runner.join`) and joins its work: for ``search-distill``, the Optuna
 study named after that key, in the storage the recipe names (SQLite in the stage's state
 folder by default, so a worker on this machine needs nothing more; a PostgreSQL URL for other
 machines). It runs trials until the study has ``n_trials`` and exits. It never writes the
@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 
-from .errors import RecipeValidationError, StageFailedError
-from .planning import make_plan
+from ..errors import RecipeValidationError, StageFailedError
+from ..plan.planning import make_plan
 
 log = logging.getLogger("recipes")
 
 
 def _search_work(spec, ctx, wait_s: float) -> int:
-    from .stages.search import work
+    from ..stages.search import work
 
     return work(spec, ctx, wait_s=wait_s)
 

@@ -9,7 +9,7 @@ never on the data.
 
 Example::
 
-    from recipes.plot import accuracy_latency_figure
+    from recipes.measure.plot import accuracy_latency_figure
 
     fig = accuracy_latency_figure(benchmark_rows, baseline="teacher", published="quantize")
     fig.savefig("plot.png")

@@ -3,8 +3,8 @@
 The floor model is one ``nn.EmbeddingBag`` (the mean of the input's word-piece embeddings,
 padding masked) and one ``nn.Linear`` to the labels, with the teacher's own tokenizer and label
 names. It is saved as a ``save_pretrained`` folder whose ``model_format.json`` says
-``bench-floor``, so :func:`recipes.modelio.load_classifier` loads it like any other model (after
-``import recipes.floor``, which registers the loader) and the benchmark times exactly the call it
+``bench-floor``, so :func:`recipes.ml.modelio.load_classifier` loads it like any other model (after
+``import recipes.bench.floor``, which registers the loader) and the benchmark times exactly the call it
 times on the catalog's models: ``pipeline("text-classification")(query)``, tokenizer included.
 What a model's latency is above the floor's is the model; the floor itself is tokenization, the
 pipeline's pre- and post-processing and Python.
@@ -14,8 +14,8 @@ a CPU), so its accuracy is a measured number, not chance, but it is a yardstick,
 
 Example::
 
-    from recipes.floor import build_floor
-    from recipes.modelio import load_classifier
+    from recipes.bench.floor import build_floor
+    from recipes.ml.modelio import load_classifier
 
     folder = build_floor(teacher_dir, texts, labels, id2label, "outputs/bench/floor")
     pipe = load_classifier(folder, threads=2).make_pipeline()
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .modelio import Classifier, register_loader, write_format
+from ..ml.modelio import Classifier, register_loader, write_format
 
 FORMAT = "bench-floor"
 MODEL_TYPE = "bench-floor"

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .runfolder import pid_alive
+from ..runfolder import pid_alive
 
 #: Seconds between a running trial's heartbeats, and without one before it counts as dead.
 HEARTBEAT_S = 20

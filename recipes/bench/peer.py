@@ -15,7 +15,7 @@ Folder (``save_peer``)::
 
 Example::
 
-    from recipes.peer import build_peer, load_peer
+    from recipes.bench.peer import build_peer, load_peer
 
     folder = build_peer("sentence-transformers/all-MiniLM-L6-v2", texts, labels, "outputs/bench/peer")
     peer = load_peer(folder, threads=2)
@@ -117,7 +117,7 @@ def load_peer(folder: Path, threads: int) -> Peer:
 
 def size_mb(folder: Path) -> dict[str, float]:
     """Raw and gzip size of the peer's weights (embedding table + classifier)."""
-    from .pruning import gzip_size_mb
+    from ..ml.pruning import gzip_size_mb
 
     files = [Path(folder) / name for name in WEIGHT_FILES]
     return {

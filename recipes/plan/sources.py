@@ -4,7 +4,7 @@ A Hub id is pinned to the commit it resolves to and downloaded with ``snapshot_d
 
 Resolution happens before any stage runs, so a typo in a model id fails in seconds with a
 message naming the field, not after an hour of training. :func:`read_config` reads a model's
-``config.json`` alone, for the checks that run before that (:mod:`recipes.preflight`).
+``config.json`` alone, for the checks that run before that (:mod:`recipes.plan.preflight`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelSourceError
+from ..errors import ModelSourceError
 
 #: The Hub's limit on each part of a repo id: ``validate_repo_id`` checks the name's, the Hub the namespace's too.
 REPO_PART_MAX_LENGTH = 96

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .errors import DatasetError
-from .sources import REPO_ID_RULES, exists, is_repo_id
+from ..errors import DatasetError
+from ..plan.sources import REPO_ID_RULES, exists, is_repo_id
 
 ROLES = ("train", "eval", "test")
 TEXT_DTYPES = ("string", "large_string")

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Callable
 
-from .errors import ModelSourceError
+from ..errors import ModelSourceError
 from .schema import RecipeOutput
 
 #: transformers' names for labels nobody named: they say nothing about which labels they are.

@@ -78,7 +78,7 @@ class Classifier:
         import torch
         from tqdm.auto import tqdm
 
-        from .progress import bars_enabled
+        from ..engine.progress import bars_enabled
 
         out = []
         starts = range(0, len(texts), batch_size)
@@ -96,7 +96,7 @@ class Classifier:
 
 
 Loader = Callable[[Path, int], Classifier]
-#: format name -> loader(model_dir, threads). The ONNX loader registers in recipes.onnxio.
+#: format name -> loader(model_dir, threads). The ONNX loader registers in recipes.ml.onnxio.
 LOADERS: dict[str, Loader] = {}
 
 
@@ -109,7 +109,7 @@ def register_loader(format: str) -> Callable[[Loader], Loader]:
 
 
 def load_classifier(model_dir: Path, threads: int) -> Classifier:
-    from . import onnxio  # noqa: F401  (registers the "onnx" loader)
+    from .. import onnxio  # noqa: F401  registers the "onnx" loader
 
     fmt = read_format(model_dir)
     if fmt.format not in LOADERS:

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RecipeValidationError
+from ..errors import RecipeValidationError
 from .loader import LoadedRecipe, find_recipe, load_recipe
 from .schema import RecipeOutput
 from .sources import looks_local
@@ -39,7 +39,7 @@ class Plan:
     order: list[LoadedRecipe]
     scope: str
     scope_info: dict  # what the scope stands for: dataset, starting models, seed
-    #: Set by :func:`recipes.preflight.check_plan` once the plan was held against its data and
+    #: Set by :func:`recipes.plan.preflight.check_plan` once the plan was held against its data and
     #: models, so a plan made by :func:`recipes.load` is not checked again when it runs.
     checked: bool = False
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from .bounds import BatchSize, FiniteFloat, Fraction
-from .metrics import OBJECTIVES
+from ..measure.metrics import OBJECTIVES
+from ..plan.bounds import BatchSize, FiniteFloat, Fraction
+from ..stages.base import StageSpec
 from .modelio import save_pretrained_model
-from .stages.base import StageSpec
 
 
 class TrainingSpec(StageSpec):
@@ -41,8 +41,8 @@ def classifier_with_dataset_labels(model_dir, data):
 
 def eval_metrics(oos_id: int | None = None):
     """``compute_metrics`` for the Trainer: accuracy, and the out-of-scope metrics when the
-    dataset has an out-of-scope label (see :func:`recipes.metrics.classification_metrics`)."""
-    from .metrics import classification_metrics
+    dataset has an out-of-scope label (see :func:`recipes.measure.metrics.classification_metrics`)."""
+    from ..measure.metrics import classification_metrics
 
     def compute(eval_pred) -> dict[str, float]:
         logits, labels = eval_pred
@@ -57,11 +57,11 @@ def training_arguments(spec: TrainingSpec, work_dir: Path, seed: int, **override
     ``work_dir`` is scratch for the Trainer; :func:`fit_and_save` removes it. The Trainer places
     the model on a GPU (or MPS) when there is one, else on the CPU. Under ``torchrun`` /
     ``accelerate launch`` it trains data-parallel, and ``batch_size`` stays the recipe's batch:
-    each of the N processes takes ``batch_size // N`` of it (see :mod:`recipes.distributed`)."""
+    each of the N processes takes ``batch_size // N`` of it (see :mod:`recipes.engine.distributed`)."""
     from transformers import TrainingArguments
 
-    from . import distributed
-    from .progress import bars_enabled
+    from ..engine import distributed
+    from ..engine.progress import bars_enabled
 
     per_device = max(1, spec.batch_size // distributed.world_size())
 
@@ -103,7 +103,7 @@ def epoch_history(trainer) -> list[dict]:
 def fit_and_save(trainer, tokenizer, out_dir: Path) -> dict:
     """Train, save the final model into ``out_dir`` and return the per-epoch eval history."""
 
-    from .progress import make_log_progress
+    from ..engine.progress import make_log_progress
 
     trainer.add_callback(make_log_progress())
     trainer.train()

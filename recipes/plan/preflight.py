@@ -6,9 +6,9 @@ with one message naming the field and what is allowed:
 
 * a dataset section that the data does not fit: a config it lacks, a split role, a text or
   label column, a label column that is no ClassLabel, an ``oos_label`` that is none of its
-  labels (:meth:`recipes.data.RecipeData.check`, from the data's description);
+  labels (:meth:`recipes.ml.data.RecipeData.check`, from the data's description);
 * a model that cannot be found, or that a stage takes as a classifier of the dataset's labels
-  while it predicts others (:mod:`recipes.labels`), from its ``config.json``;
+  while it predicts others (:mod:`recipes.plan.labels`), from its ``config.json``;
 * a layer index past the depth of the model it indexes (a distillation's ``keep_layers`` or
   ``layer_map``, a search's ``keep_layers`` choices).
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .data import RecipeData
-from .errors import DatasetError, ModelSourceError, RecipeValidationError
+from ..errors import DatasetError, ModelSourceError, RecipeValidationError
+from ..ml.data import RecipeData
 from .labels import config_labels, refuse_other_labels
 from .loader import LoadedRecipe
 from .planning import Plan

@@ -11,11 +11,11 @@ from typing import Annotated, Union
 
 from pydantic import Discriminator, Field, PositiveInt, Tag, field_validator, model_validator
 
+from ..stages import STAGE_TYPES
+from ..stages.base import StrictSpec
+from ..stages.ort_quantize import onnx_stage_problems
 from .bounds import Description, Name, Seed, Source, Text
 from .sources import REPO_ID_RULES, is_repo_id
-from .stages import STAGE_TYPES
-from .stages.base import StrictSpec
-from .stages.ort_quantize import onnx_stage_problems
 
 
 class SplitNames(StrictSpec):

@@ -1,0 +1,1 @@
+"""``make bench``: the whole catalog in one comparison, with its floor and peer rows."""

@@ -1,0 +1,1 @@
+"""Running a plan: the runner, cache keys, processes, progress and threads."""
