@@ -19,7 +19,6 @@ the dataset comes from ``cards/datasets.yaml`` for the datasets it knows, else g
 from __future__ import annotations
 
 import functools
-import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hubtools.runinfo import DatasetRef, Hop, Layout, RowPlace, RunInfo
 from hubtools.searchcard import SearchSection, search_section
+from hubtools.tables import markdown_table, parse_markdown_table
 from recipes.runfolder import BenchmarkResult
 
 CARDS_DIR = Path(__file__).resolve().parents[1] / "cards"
@@ -43,42 +43,6 @@ GENERIC_TASK = "Text classification"
 PUBLISHED, BASELINE = "published", "baseline"
 #: Settings that say where a stage's model comes from, not how it was made.
 NOT_SETTINGS = {"name", "type", "input"}
-
-
-# --- Markdown tables -------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(header: list[str], rows: list[list[Any]], right: set[int] = frozenset()) -> str:
-    """A GitHub-flavoured table; columns whose index is in ``right`` are right-aligned."""
-    rule = ["---:" if i in right else "---" for i in range(len(header))]
-    lines = [header, rule, *rows]
-    return "\n".join("| " + " | ".join(_cell(c) for c in line) + " |" for line in lines)
-
-
-def parse_markdown_table(text: str, first_header: str) -> list[dict[str, str]]:
-    """The rows of the first table in ``text`` whose first header cell is ``first_header``."""
-    lines = text.splitlines()
-    for start, line in enumerate(lines):
-        cells = _split_row(line)
-        if cells and cells[0] == first_header:
-            rows = []
-            for row_line in lines[start + 2 :]:
-                if not row_line.startswith("|"):
-                    break
-                rows.append(dict(zip(cells, _split_row(row_line))))
-            return rows
-    raise ValueError(f"no table with first column {first_header!r}")
-
-
-def _split_row(line: str) -> list[str]:
-    if not line.startswith("|"):
-        return []
-    cells = re.split(r"(?<!\\)\|", line.strip()[1:-1])
-    return [c.strip().replace("\\|", "|") for c in cells]
 
 
 # --- the benchmark table: each column's header and how it prints a row -------------------------
@@ -171,7 +135,7 @@ def settings_table(hops: list[Hop], benchmark_spec: dict) -> str:
     """Every setting of every stage on the published model's line (oldest first) + the benchmark's."""
     rows = []
     stages = [(h.name, h.recipe, h.stage_type, h.spec) for h in reversed(hops) if h.stage_type]
-    stages.append((benchmark_spec["name"], None, "benchmark", benchmark_spec))
+    stages.append((benchmark_spec["name"], None, benchmark_spec["type"], benchmark_spec))
     for name, recipe, stage_type, spec in stages:
         where = f"{name} ({stage_type}" + (f", recipe {recipe})" if recipe else ")")
         searched = set(spec.get("space") or {})  # their spec value is a default no trial used
@@ -249,7 +213,7 @@ def save_kept_plot(hops: list[Hop], out_path: Path) -> Path | None:
     kept = kept_on_line(hops)
     if not kept:
         return None
-    from recipes.ml.pruning import kept_figure
+    from recipes import kept_figure
 
     kept_figure(kept).savefig(out_path, format="png")
     return Path(out_path)
@@ -257,7 +221,8 @@ def save_kept_plot(hops: list[Hop], out_path: Path) -> Path | None:
 
 # --- the out-of-scope calibration --------------------------------------------------------------
 
-CALIBRATE_OOS = "calibrate-oos"
+#: The card section a stage type declares (``Publishing.card_section``) for its calibration record.
+CALIBRATION_SECTION = "calibration"
 #: What the card shows of ``classification_metrics`` on the eval split, before and after the bias.
 CALIBRATION_COLUMNS = [
     ("Accuracy", "accuracy"),
@@ -267,11 +232,12 @@ CALIBRATION_COLUMNS = [
 
 
 def calibration_on_line(hops: list[Hop]) -> dict | None:
-    """The record of the ``calibrate-oos`` stage on the line (the last one applied, if several):
+    """The record of the calibration stage on the line (the stage type that declares the
+    ``calibration`` card section; the last one applied, if several):
     its bias, objective and eval-split metrics before and after; None when there is none (or the
     stage passed its model on: the dataset had no out-of-scope label)."""
     for hop in hops:  # newest first
-        if hop.stage_type == CALIBRATE_OOS and "eval_before" in hop.metrics:
+        if hop.publishing.card_section == CALIBRATION_SECTION and "eval_before" in hop.metrics:
             m = hop.metrics
             return {
                 "stage": hop.name,
@@ -296,8 +262,8 @@ def calibration_table(calibration: dict | None) -> str:
 
 
 def uncalibrated_rows(info: RunInfo, hops: list[Hop]) -> list[str]:
-    """The benchmark rows whose model is on the line before its (first) ``calibrate-oos`` stage."""
-    at = [i for i, h in enumerate(hops) if h.stage_type == CALIBRATE_OOS]
+    """The benchmark rows whose model is on the line before its (first) calibration stage."""
+    at = [i for i, h in enumerate(hops) if h.publishing.card_section == CALIBRATION_SECTION]
     if not at:
         return []
     before = {h.path.resolve() for h in hops[max(at) + 1 :] if h.path is not None}

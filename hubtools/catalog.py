@@ -11,7 +11,7 @@ a warning.
 The rows of the catalog were measured each in its own run, perhaps on different machines. With
 ``--bench PATH`` (default: ``outputs/bench/results.json`` when it exists, written by ``make
 bench``), the page also shows the one comparison of every catalog model measured in one process
-on one machine (:func:`recipes.bench.catalog.results_markdown`: the table, the floor, the peer, the
+on one machine (:meth:`recipes.BenchResult.markdown`: the table, the floor, the peer, the
 targets) and its accuracy-vs-latency plot, pushed as ``bench_accuracy_vs_latency.png`` beside
 ``bench.json`` (the results as measured).
 
@@ -41,9 +41,9 @@ from hubtools.card import fmt_accuracy, fmt_ms, fmt_size, markdown_table
 from hubtools.hubhttp import HubPolicy
 from hubtools.push import commit_with_retries, namespace
 from hubtools.runinfo import LAYOUT_FILE, DatasetRef
-from recipes.bench.catalog import read_results, results_markdown
+from recipes import BenchResult
 from recipes.errors import RunFolderError
-from recipes.runfolder import BENCHMARK_FILE, RUN_FILE, BenchmarkResult, RunRecord
+from recipes.runfolder import BENCH_DIR, BENCH_RESULTS_FILE, BENCHMARK_FILE, RUN_FILE, BenchmarkResult, RunRecord
 
 log = logging.getLogger("hubtools.catalog")
 CATALOG_NAME = "catalog"
@@ -51,7 +51,7 @@ CATALOG_NAME = "catalog"
 BENCH_PLOT_FILE = "bench_accuracy_vs_latency.png"
 BENCH_JSON_FILE = "bench.json"
 #: Where ``make bench`` writes its results: the command line's default ``--bench``.
-DEFAULT_BENCH = Path("outputs") / "bench" / "results.json"
+DEFAULT_BENCH = Path("outputs") / BENCH_DIR / BENCH_RESULTS_FILE
 
 
 @dataclass
@@ -132,7 +132,7 @@ def mark_pareto(variants: list[Variant]) -> None:
         v.pareto = not any(dominates(o, v) for o in variants if o is not v)
 
 
-def bench_section(results: dict) -> str:
+def bench_section(results: BenchResult) -> str:
     """The catalog page's section of the bench results: how they were measured, the table, the
     targets and the plot."""
     return (
@@ -140,12 +140,12 @@ def bench_section(results: dict) -> str:
         "The table above gathers numbers measured in separate runs. `make bench` measures the catalog's "
         "models side by side instead: one process, one thread budget, interleaved rounds, with a floor (what "
         "the pipeline costs with next to no model) and a peer (static embeddings + logistic regression).\n\n"
-        f"{results_markdown(results)}\n![accuracy vs latency]({BENCH_PLOT_FILE})\n\n"
+        f"{results.markdown()}\n![accuracy vs latency]({BENCH_PLOT_FILE})\n\n"
         f"The results as measured: [`{BENCH_JSON_FILE}`]({BENCH_JSON_FILE}).\n"
     )
 
 
-def catalog_readme(ns: str, variants: list[Variant], endpoint: str, bench: dict | None = None) -> str:
+def catalog_readme(ns: str, variants: list[Variant], endpoint: str, bench: BenchResult | None = None) -> str:
     rows = [
         [
             "**yes**" if v.pareto else "",
@@ -197,7 +197,7 @@ class CatalogResult:
     rows: list[Variant]  # one per published repo: Pareto-marked, most accurate first
     readme: str = field(repr=False)  # the catalog's README.md (pushed, or what would be)
     url: str | None = None  # the commit's page; None when nothing was pushed
-    bench: dict | None = field(default=None, repr=False)  # the bench results shown, if any
+    bench: BenchResult | None = field(default=None, repr=False)  # the bench results shown, if any
 
     @property
     def namespace(self) -> str:
@@ -224,13 +224,13 @@ def build_catalog(ns: str | None = None, push: bool = True, bench: str | Path | 
     False: none."""
     if bench is None:
         bench = DEFAULT_BENCH if DEFAULT_BENCH.is_file() else False
-    results = read_results(Path(bench)) if bench else None
+    results = BenchResult.read(Path(bench)) if bench else None
     policy = HubPolicy.from_env()
     with policy.session():
         return _build_catalog(ns, push, results, policy)
 
 
-def _build_catalog(ns: str | None, push: bool, results: dict | None, policy: HubPolicy) -> CatalogResult:
+def _build_catalog(ns: str | None, push: bool, results: BenchResult | None, policy: HubPolicy) -> CatalogResult:
     api = HfApi()
     ns = ns or namespace(api)
     repo_id = f"{ns}/{CATALOG_NAME}"
@@ -248,11 +248,9 @@ def _build_catalog(ns: str | None, push: bool, results: dict | None, policy: Hub
         rows.write_text(json.dumps(result.records(), indent=2) + "\n")
         files = [readme, rows]
         if results is not None:
-            from recipes.bench.catalog import bench_figure
-
             files += [Path(tmp) / BENCH_PLOT_FILE, Path(tmp) / BENCH_JSON_FILE]
-            bench_figure(results).savefig(files[-2], format="png")
-            files[-1].write_text(json.dumps(results, indent=2) + "\n")
+            results.plot().savefig(files[-2], format="png")
+            files[-1].write_text(json.dumps(results.data, indent=2) + "\n")
         operations = [CommitOperationAdd(p.name, str(p)) for p in files]
         message = f"Catalog of {ns}: {len(variants)} variant(s)"
         result.url = commit_with_retries(api, repo_id, operations, message, policy=policy)

@@ -1,4 +1,4 @@
-"""The card's plot: :func:`recipes.measure.plot.accuracy_latency_figure` of the run's benchmark, saved as a PNG.
+"""The card's plot: :func:`recipes.accuracy_latency_figure` of the run's benchmark, saved as a PNG.
 
 One drawing function for the whole project, so the card shows what ``RunResult.plot()`` shows
 in a notebook. No ``pyplot``: importing or calling this leaves matplotlib's global state alone.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recipes.measure.plot import accuracy_latency_figure
+from recipes import accuracy_latency_figure
 from recipes.runfolder import BenchmarkResult
 
 

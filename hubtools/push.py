@@ -48,8 +48,7 @@ from hubtools.hubhttp import ENV_HELP, HubPolicy, describe, http_error, is_trans
 from hubtools.plot import accuracy_latency_plot
 from hubtools.runinfo import LAYOUT_FILE, Hop, Layout, RunInfo, plan_layout
 from hubtools.searchcard import copy_study
-from recipes.runfolder import BENCHMARK_FILE, RESOLVED_RECIPE_FILE, RUN_FILE
-from recipes.stages.base import RELATIONS
+from recipes.runfolder import BENCHMARK_FILE, RELATIONS, RESOLVED_RECIPE_FILE, RUN_FILE
 
 log = logging.getLogger("hubtools.push")
 

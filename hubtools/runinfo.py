@@ -26,10 +26,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from recipes.errors import RunFolderError
-from recipes.ml.modelio import PYTORCH, read_format
-from recipes.plan.sources import looks_local
-from recipes.runfolder import BENCHMARK_FILE, RUN_FILE, BenchmarkResult, RunFolder, RunRecord, StageEntry
-from recipes.stages.base import NOT_PUBLISHED, Publishing
+from recipes.runfolder import (
+    BENCHMARK_FILE,
+    FORMAT_FILE,
+    PYTORCH,
+    RUN_FILE,
+    BenchmarkResult,
+    Publishing,
+    RunFolder,
+    RunRecord,
+    StageEntry,
+    read_format,
+)
 
 LAYOUT_FILE = "layout.json"
 #: A ``models:`` entry no stage made: a ``save_pretrained`` folder, published at the root
@@ -37,17 +45,6 @@ LAYOUT_FILE = "layout.json"
 STARTING_MODEL = Publishing(repo_dir="", usage="usage/pytorch.md.j2")
 #: The Hub's limit on the name part of a repo id.
 REPO_NAME_LIMIT = 96
-
-
-def publishing_of(stage_type: str | None) -> Publishing:
-    """The declaration of ``stage_type`` (:data:`STARTING_MODEL` for None; nothing for a type
-    this version does not know)."""
-    if stage_type is None:
-        return STARTING_MODEL
-    from recipes.stages import STAGE_TYPES
-
-    known = STAGE_TYPES.get(stage_type)
-    return known.publishing if known is not None else NOT_PUBLISHED
 
 
 # --- names ------------------------------------------------------------------------------------
@@ -65,7 +62,7 @@ class DatasetRef:
     def of(cls, section: dict, base_dir: Path | None = None) -> DatasetRef:
         """From a run's resolved ``dataset`` section (``base_dir``: the recipe file's folder)."""
         ident = str(section["id"])
-        local = ident.startswith((".", "/", "~")) or (base_dir is not None and looks_local(ident, base_dir))
+        local = ident.startswith((".", "/", "~")) or (base_dir is not None and (base_dir / ident).exists())
         return cls(Path(ident.rstrip("/")).name if local else ident, section.get("config"), local)
 
     @property
@@ -116,15 +113,12 @@ class Hop:
     metrics: dict = field(default_factory=dict)  # the stage's recorded metrics
     is_final: bool = False  # the model its recipe publishes
     publish_repo_id: str | None = None  # its recipe's publish.repo_id
+    publishing: Publishing = STARTING_MODEL  # its stage type's declaration, as run.json records it
 
     @property
     def is_hub_id(self) -> bool:
         """A Hub model (resolved into the Hub cache as ``models--org--name``), not a local folder."""
         return bool(self.source and self.path) and f"models--{self.source.replace('/', '--')}" in str(self.path)
-
-    @property
-    def publishing(self) -> Publishing:
-        return publishing_of(self.stage_type)
 
 
 def benchmark_entry(record: RunRecord, where: Path) -> StageEntry:
@@ -180,11 +174,6 @@ class RunInfo:
     def publish(self) -> dict:
         return self.record.resolved.get("publish") or {}
 
-    @property
-    def stage_types(self) -> list[str]:
-        """Types of every stage on the published model's line, oldest first."""
-        return [h.stage_type for h in reversed(self.lineage()) if h.stage_type]
-
     def model_path(self, name: str) -> Path:
         entry = self.record.models.get(name)
         return Path(entry["path"]) if entry else self.folder.stage_dir(name)
@@ -214,6 +203,7 @@ class RunInfo:
                         metrics=entry.metrics or {},
                         is_final=name == run.final_model,
                         publish_repo_id=(run.resolved.get("publish") or {}).get("repo_id"),
+                        publishing=entry.published_as,
                     )
                 )
                 name = entry.refs.get("input")
@@ -245,9 +235,8 @@ class RunInfo:
 
     def tags(self) -> list[str]:
         """The declared tags of the recipe's stage types and of those on the line, + the recipe."""
-        types = [s["type"] for s in self.record.resolved["stages"]] + self.stage_types
-        found = {publishing_of(t).tag for t in types} - {None}
-        return sorted(found) + [self.name]
+        declared = [e.published_as for e in self.record.stage_entries()] + [h.publishing for h in self.lineage()]
+        return sorted({p.tag for p in declared} - {None}) + [self.name]
 
 
 # --- the repo layout -------------------------------------------------------------------------------
@@ -316,8 +305,6 @@ class Layout:
     def copies(self) -> list[tuple[Path, str]]:
         """(file on disk, path in the repo) for every model file the repo gets: the root model's
         whole folder (config, tokenizer, weights; no bookkeeping), the others' weight files."""
-        from recipes.ml.modelio import FORMAT_FILE
-
         root = self.root.hop.path
         out = [
             (p, p.name)

@@ -1,4 +1,4 @@
-"""The card's search section: what a ``search-distill`` stage on the published model's line tried.
+"""The card's search section: what a search stage on the published model's line tried.
 
 The stage leaves ``study/`` in its output (see :mod:`recipes.ml.study`): ``trials.json`` (every
 trial that ran: number, state, parameters, value(s), per-epoch values, duration), Optuna's
@@ -9,17 +9,13 @@ puts the files into the repo's ``study/`` folder, where the card's images point.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hubtools.runinfo import Hop
-
-#: The stage output's folder of the study, and the repo's.
-STUDY_DIR = "study"
-TRIALS_FILE = "trials.json"
-STUDY_DB = "study.db"
+from hubtools.tables import markdown_table
+from recipes.runfolder import STUDY_DB, STUDY_DIR, TRIALS_FILE, TrialsRecord
 
 
 def _value(value) -> str:
@@ -62,8 +58,6 @@ def study_dir_of(hops: list[Hop]) -> tuple[Hop, Path] | None:
 
 def trials_table(record: dict) -> str:
     """One row per trial that ran: its parameters, value(s), epochs trained, state and duration."""
-    from hubtools.card import markdown_table
-
     trials = record["trials"]
     params = list(dict.fromkeys(k for t in trials for k in t["params"]))
     objectives = [o.split(" ", 1)[1] for o in record["objectives"]]
@@ -95,7 +89,7 @@ def search_section(hops: list[Hop]) -> SearchSection | None:
     if found is None:
         return None
     hop, folder = found
-    record = json.loads((folder / TRIALS_FILE).read_text())
+    record = TrialsRecord.read(folder).to_dict()
     plots = [
         {"file": f"{STUDY_DIR}/{p['file']}", "title": p["title"]}
         for p in (record.get("plots") or {}).values()

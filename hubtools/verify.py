@@ -8,7 +8,7 @@ When the Hub cannot be reached, or does not answer in time, even after the retri
 copy of the repo. Then, for every benchmark row whose
 model is in the repo (``layout.json``) re-measures accuracy on the same test rows (dataset,
 config, split, ``max_samples`` and seed from the pushed ``benchmark.json`` / ``run.json``)
-and latency on this machine, with the benchmark's own code (:func:`recipes.stages.benchmark.measure`).
+and latency on this machine, with the benchmark's own code (:func:`recipes.measure_models`).
 
 Accuracy and size must match exactly: in ``benchmark.json``, in the card's table and, for the
 published model, in the card's ``model-index``. Every other cell of the card's table must
@@ -19,7 +19,7 @@ in the repo, absolute numbers are shown instead. Exit status 5 on any mismatch.
 Speed-ups are re-measured, not only latencies: the baseline row's model (from this repo, or
 else from the repo the card's ``base_model`` names, when that repo publishes the very same
 model: its stage outputs hash to the fingerprint this run recorded) and every model of the repo
-are loaded in one process and timed in interleaved rounds (:func:`recipes.bench.catalog.interleaved_rounds`),
+are loaded in one process and timed in interleaved rounds (:func:`recipes.measure_models`),
 and each speed-up is compared with the card's, within :data:`SPEEDUP_TOLERANCE` (relative). A
 card's numbers come from one CPU (``benchmark.json``'s ``machine``, the card's machine table);
 the report says when this machine has another, where speed-ups may differ by far more than the
@@ -68,14 +68,16 @@ from hubtools.card import (
 from hubtools.errors import HubToolsError, HubUnreachableError, VerificationFailedError
 from hubtools.hubhttp import ENV_HELP, HubPolicy, describe, is_transient
 from hubtools.runinfo import LAYOUT_FILE, RowPlace, benchmark_entry, read_layout, resolved_stage
-from recipes.bench.catalog import CATALOG, interleaved_rounds, load_subject
+from recipes import machine_info, measure_models
 from recipes.errors import RunFolderError
-from recipes.measure.environment import cpu_model
-from recipes.ml.data import RecipeData
-from recipes.ml.modelio import write_format
-from recipes.plan.schema import DatasetSpec
-from recipes.runfolder import BENCHMARK_FILE, RESOLVED_RECIPE_FILE, RUN_FILE, BenchmarkResult, RunRecord
-from recipes.stages.benchmark import BenchmarkSpec, measure
+from recipes.runfolder import (
+    BENCHMARK_FILE,
+    RESOLVED_RECIPE_FILE,
+    RUN_FILE,
+    BenchmarkResult,
+    RunRecord,
+    write_format,
+)
 
 log = logging.getLogger("hubtools.verify")
 #: How far (relative) a speed-up measured here may be from the card's, on the card's CPU.
@@ -349,27 +351,19 @@ def measure_speedups(
     baseline: str,
     folders: dict[str, Path],
     checks: list[RowCheck],
-    spec,
+    dataset: dict,
+    timing: dict,
     threads: int,
     rounds: int = SPEEDUP_ROUNDS,
     tolerance: float = SPEEDUP_TOLERANCE,
 ) -> list[SpeedupCheck]:
     """Load the baseline and every row of ``folders`` in this process and time them in interleaved
     rounds; each row's speed-up here against its card's (``benchmark.json``'s ``vs_baseline``)."""
-    from recipes.engine.threads import restore_torch_threads
-
-    per_round = max(1, spec.runs // rounds)
-    with restore_torch_threads():
-        loaded = {name: load_subject(CATALOG, path, threads) for name, path in folders.items()}
-        measured = interleaved_rounds(loaded, spec.query, rounds, per_round, spec.warmup)
-    base_mean = measured[baseline]["latency_ms"]["mean"]
+    per_round = {**timing, "runs": max(1, timing.get("runs", 100) // rounds)}
+    rows = measure_models(folders, dataset, accuracy=False, rounds=rounds, threads=threads, **per_round)
+    mean = {row["name"]: row["latency_ms"]["mean"] for row in rows}
     return [
-        SpeedupCheck(
-            c.name,
-            c.json_row["vs_baseline"]["speedup"],
-            base_mean / measured[c.name]["latency_ms"]["mean"],
-            tolerance,
-        )
+        SpeedupCheck(c.name, c.json_row["vs_baseline"]["speedup"], mean[baseline] / mean[c.name], tolerance)
         for c in checks
         if c.name in folders and c.name != baseline and c.json_row.get("vs_baseline")
     ]
@@ -439,12 +433,10 @@ def _verify(
     except ValueError:
         raise VerificationFailedError(f"{repo_id}: the card has no benchmark table.") from None
 
-    spec = BenchmarkSpec.model_validate(resolved_stage(run, benchmark_entry(run, Path(repo_id)).name))
+    spec = resolved_stage(run, benchmark_entry(run, Path(repo_id)).name)
+    timing = {k: spec[k] for k in ("query", "warmup", "runs", "batch_size") if spec.get(k) is not None}
     if runs is not None:
-        spec = spec.model_copy(update={"runs": runs})
-    dataset = DatasetSpec.model_validate({k: v for k, v in bench.dataset.items() if k in DatasetSpec.model_fields})
-    test = RecipeData(dataset, run.seed).split("test")
-    texts, labels = list(test["text"]), list(test["label"])
+        timing["runs"] = runs
     threads = threads or min(bench.machine.get("threads") or 1, os.cpu_count() or 1)
 
     checks = [
@@ -452,14 +444,20 @@ def _verify(
         for r in bench.models
     ]
     problems = compare_card(checks, card_rows, bench.models)
-    report_extra: dict = {"card_cpu": bench.machine.get("cpu") or "?", "here_cpu": cpu_model()}
+    report_extra: dict = {"card_cpu": bench.machine.get("cpu") or "?", "here_cpu": machine_info()["cpu"]}
     with tempfile.TemporaryDirectory(prefix="hubtools-verify-") as tmp:
-        folders = {}
-        for check in checks:
-            if check.place.in_repo:
-                view = folders[check.name] = _view(snapshot, root_files, check.place, Path(tmp) / check.name)
-                check.measured = measure(check.name, view, spec, texts, labels, threads, log)
-                problems += compare_measured(check)
+        folders = {
+            check.name: _view(snapshot, root_files, check.place, Path(tmp) / check.name)
+            for check in checks
+            if check.place.in_repo
+        }
+        if folders:
+            measured = measure_models(folders, bench.dataset, seed=run.seed, threads=threads, **timing)
+            by_name = {row["name"]: row for row in measured}
+            for check in checks:
+                if check.name in by_name:
+                    check.measured = by_name[check.name]
+                    problems += compare_measured(check)
         source = repo_id
         if bench.baseline not in folders:
             pulled, source = pull_baseline(
@@ -473,7 +471,9 @@ def _verify(
             report_extra["speedup_note"] = "the repo holds no model besides the baseline"
         else:
             log.info("Speed-ups against %s (from %s), interleaved", bench.baseline, source)
-            speedups = measure_speedups(bench.baseline, folders, checks, spec, threads, tolerance=tolerance)
+            speedups = measure_speedups(
+                bench.baseline, folders, checks, bench.dataset, timing, threads, tolerance=tolerance
+            )
             report_extra.update(speedups=speedups, baseline_source=source)
     base = next((c for c in checks if c.name == bench.baseline and c.measured), None)
     for check in checks:

@@ -12,6 +12,7 @@ Python (the command line ``python -m recipes`` is a thin layer over the same fun
     result.to_dataframe()                                          # the benchmark, one row per model
     result.plot()                                                  # accuracy vs latency, inline in Jupyter
     recipes.bench_catalog(["kd-onnx-quant"])                       # the catalog side by side (make bench)
+    recipes.measure_models({"m": folder}, {"id": "clinc_oos", "config": "plus"})   # rows as a benchmark has them
 
 Errors are the classes of :mod:`recipes.errors` (all :class:`RecipeError`), each with a
 ``message`` that says what to fix. See :mod:`recipes.api` for every parameter.
@@ -31,10 +32,14 @@ _EXPORTS = {
     "load": "recipes.api",
     "run": "recipes.api",
     "bench_catalog": "recipes.api",
-    "BenchResult": "recipes.bench.catalog",
-    "RunResult": "recipes.api",
-    "StageSummary": "recipes.api",
-    "BENCHMARK_FIELDS": "recipes.api",
+    "BenchResult": "recipes.bench.report",
+    "measure_models": "recipes.api",
+    "machine_info": "recipes.measure.environment",
+    "accuracy_latency_figure": "recipes.measure.plot",
+    "kept_figure": "recipes.ml.pruning",
+    "RunResult": "recipes.results",
+    "StageSummary": "recipes.results",
+    "BENCHMARK_FIELDS": "recipes.results",
     "Plan": "recipes.plan.planning",
     "RecipeError": "recipes.errors",
     "RecipeNotFoundError": "recipes.errors",
@@ -53,6 +58,10 @@ __all__ = [
     "load",
     "run",
     "bench_catalog",
+    "measure_models",
+    "machine_info",
+    "accuracy_latency_figure",
+    "kept_figure",
     "BenchResult",
     "RunResult",
     "StageSummary",
@@ -71,8 +80,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from recipes.api import BENCHMARK_FIELDS, RunResult, StageSummary, bench_catalog, catalog, load, run
-    from recipes.bench.catalog import BenchResult
+    from recipes.api import bench_catalog, catalog, load, measure_models, run
+    from recipes.bench.report import BenchResult
     from recipes.errors import (
         DatasetError,
         ModelSourceError,
@@ -85,7 +94,11 @@ if TYPE_CHECKING:
         RunFolderError,
         StageFailedError,
     )
+    from recipes.measure.environment import machine_info
+    from recipes.measure.plot import accuracy_latency_figure
+    from recipes.ml.pruning import kept_figure
     from recipes.plan.planning import Plan
+    from recipes.results import BENCHMARK_FIELDS, RunResult, StageSummary
 
 
 def __getattr__(name: str):

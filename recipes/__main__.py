@@ -1,9 +1,11 @@
 """``python -m recipes list | check [NAME...|--all] | run NAME [--set F=V] [--force STAGE] [--workers N] | runs
-| worker NAME --stage STAGE [--set F=V] | bench [--recipes A,B] [--set F=V] [--readme]``.
+| cache [--prune] [--keep N] | worker NAME --stage STAGE [--set F=V] | bench [--recipes A,B] [--set F=V] [--readme]
+| docs [--check] [--out PATH]``.
 
-Exit codes: 0 ok; 1 a stage failed; 2 a mistake in a recipe, override, model, dataset or run
-folder; 3 the run folder is in use by another run (``--no-wait``); 4 publishing failed;
-130 interrupted (Ctrl-C); 143 stopped by SIGTERM (``run``, ``worker`` and ``bench`` treat it as Ctrl-C).
+Exit codes: 0 ok; 1 a stage failed (``docs --check``: the stage reference is stale); 2 a mistake in a
+recipe, override, model, dataset or run folder; 3 the run folder is in use by another run (``--no-wait``);
+4 publishing failed; 130 interrupted (Ctrl-C); 143 stopped by SIGTERM (``run``, ``worker`` and ``bench``
+treat it as Ctrl-C).
 """
 
 from __future__ import annotations
@@ -86,11 +88,13 @@ def _cmd_worker(args) -> int:
 
 def _cmd_bench(args) -> int:
     """Run the catalog and measure every published model side by side: see :mod:`recipes.bench.catalog`."""
-    from .bench.catalog import BENCH_DIR, RESULTS_FILE, BenchSettings, run_bench, write_readme
+    from .bench.catalog import BenchSettings, run_bench
+    from .bench.report import write_readme
+    from .runfolder import BENCH_DIR, BENCH_RESULTS_FILE
 
     bench_dir = Path(args.bench_dir) if args.bench_dir else Path(args.output_dir) / BENCH_DIR
     if args.readme:
-        print(write_readme(bench_dir / RESULTS_FILE, Path(args.readme_file)))
+        print(write_readme(bench_dir / BENCH_RESULTS_FILE, Path(args.readme_file)))
         return 0
     settings = BenchSettings(
         rounds=args.rounds,
@@ -99,7 +103,7 @@ def _cmd_bench(args) -> int:
         sample=args.sample,
         batch_size=args.batch_size,
         threads=args.threads,
-        memory=not args.no_memory,
+        alone_repeats=args.alone_repeats,
         peer=not args.no_peer,
     )
     names = [n for item in args.recipes for n in item.split(",") if n] or None
@@ -129,6 +133,44 @@ def _cmd_runs(args) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    return 0
+
+
+def _cmd_cache(args) -> int:
+    """The run cache of every run folder: earlier results kept by key, and their size; ``--prune``
+    keeps the ``--keep`` newest of each stage."""
+    from .runfolder import CACHE_DIR, find_runs, output_files
+
+    total, removed = 0, 0
+    for folder in find_runs(Path(args.output_dir)):
+        if args.prune:
+            removed += len(folder.prune_cache(keep=args.keep))
+        for slot in folder.cache_entries():
+            size = sum((slot / name).stat().st_size for name in output_files(slot))
+            total += size
+            print(f"{size / 2**20:9.1f} MB  {slot.relative_to(folder.path.parent)}")
+    if args.prune:
+        print(f"Removed {removed} cached result(s); kept the {args.keep} newest of each stage.")
+    print(f"{total / 2**20:.1f} MB in {CACHE_DIR}/ folders under {args.output_dir}/")
+    return 0
+
+
+def _cmd_docs(args) -> int:
+    """Write the stage reference (``docs/stages.md``) from the stage registry; ``--check`` only
+    compares it with what would be written."""
+    from .plan.reference import REFERENCE_FILE, stage_reference
+    from .runfolder import atomic_write_text
+
+    text, out = stage_reference(), Path(args.out) if args.out else REFERENCE_FILE
+    if args.check:
+        if not out.is_file() or out.read_text() != text:
+            print(f"{out} is stale: run `python -m recipes docs` and commit the result", file=sys.stderr)
+            return 1
+        print(f"{out} is up to date")
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, text)
+    print(out)
     return 0
 
 
@@ -214,7 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--threads", type=int, help="Threads for every model (default: the cores this process may use)."
     )
-    bench.add_argument("--no-memory", action="store_true", help="Skip load time and peak RSS (a process per model).")
+    bench.add_argument(
+        "--alone-repeats",
+        type=int,
+        default=3,
+        metavar="N",
+        help="Fresh processes per model: latency alone, load time, peak RSS (3; 0 skips them).",
+    )
     bench.add_argument("--no-peer", action="store_true", help="Skip the model2vec peer.")
     bench.add_argument("--no-run", action="store_true", help="Run nothing: measure the finished runs only.")
     bench.add_argument(
@@ -227,9 +275,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="List the run folders: scope, recipe, status, dataset.")
     runs.set_defaults(fn=_cmd_runs)
-    for p in (run, runs, worker, bench):
+    cache = sub.add_parser(
+        "cache",
+        help="List the run cache (earlier results of each stage, kept by key); --prune removes all but the newest.",
+    )
+    cache.add_argument("--prune", action="store_true", help="Remove all but the --keep newest results of each stage.")
+    cache.add_argument("--keep", type=_at_least_zero, default=1, metavar="N", help="With --prune: results kept (1).")
+    cache.set_defaults(fn=_cmd_cache)
+    docs = sub.add_parser("docs", help="Write the stage reference (docs/stages.md) from the stage specs.")
+    docs.add_argument("--check", action="store_true", help="Write nothing; exit 1 if the file is stale.")
+    docs.add_argument("--out", metavar="PATH", help="The file to write or check (default: docs/stages.md).")
+    docs.set_defaults(fn=_cmd_docs)
+    for p in (run, runs, cache, worker, bench):
         p.add_argument("--output-dir", default="outputs", help="Root of the run folders (default: outputs).")
     return parser
+
+
+def _at_least_zero(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
 
 
 class _Terminated(KeyboardInterrupt):

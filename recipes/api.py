@@ -23,45 +23,22 @@ and to ``run.log`` in the run folder.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .errors import RecipeValidationError
+from .errors import PublishError, RecipeValidationError
 from .plan.bounds import MAX_INT_DIGITS
-from .plan.planning import Plan, make_plan
-from .runfolder import BENCHMARK_FILE, BenchmarkResult, RunFolder
+from .plan.planning import Plan
+from .results import BENCHMARK_FIELDS, RunResult, StageSummary, flat_rows  # noqa: F401  (the public API)
 
 if TYPE_CHECKING:
-    from hubtools.push import PushResult
-
     from .bench.catalog import BenchResult
 
 #: ``{"distill.alpha": 0.3}``, ``["distill.alpha=0.3"]`` or one ``"distill.alpha=0.3"``.
 Overrides = Mapping[str, Any] | Sequence[str] | str | None
-
-#: The fields every :attr:`RunResult.benchmark` record has (ratios are against the baseline row); any
-#: other number the benchmark measured (e.g. ``in_scope_accuracy``, ``oos_recall``) follows ``accuracy``.
-BENCHMARK_FIELDS = (
-    "name",
-    "format",
-    "accuracy",
-    "size_mb",
-    "latency_mean_ms",
-    "latency_std_ms",
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "latency_p99_ms",
-    "speedup",
-    "size_ratio",
-    "accuracy_delta",
-    "n_test",
-)
-_LATENCIES = ("mean", "std", "p50", "p90", "p99")
-_RATIOS = ("speedup", "size_ratio", "accuracy_delta")
 
 
 def catalog() -> dict[str, str | None]:
@@ -129,141 +106,9 @@ def load(recipe: str | Path, overrides: Overrides = None) -> Plan:
         >>> [item.recipe.name for item in plan.order], plan.scope
         (['teacher', 'kd', 'kd-quant'], 'clinc_oos-plus_tiny-bert_69482ef1')
     """
-    from .plan.preflight import check_plan
+    from .plan.preflight import load_plan
 
-    plan = make_plan(str(recipe), override_items(overrides))
-    check_plan(plan)
-    return plan
-
-
-@dataclass
-class StageSummary:
-    """One stage of a run."""
-
-    name: str
-    type: str
-    status: str  # "ran" | "cached"
-    wall_s: float  # the time this run spent on it (0 when cached)
-    run_wall_s: float  # the time it took when it ran
-    metrics: dict = field(repr=False)  # what the stage reported (e.g. eval_accuracy)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def flat_rows(rows: list[dict]) -> list[dict]:
-    """``benchmark.json`` rows as flat records: the fields of :data:`BENCHMARK_FIELDS`, plus every
-    other number of the row (after ``accuracy``) and of its ratios (after ``accuracy_delta``)."""
-    out = []
-    for row in rows:
-        latency, ratios = row.get("latency_ms") or {}, row.get("vs_baseline") or {}
-        known = {"name", "format", "accuracy", "size_mb", "n_test"}
-        record = {"name": row["name"], "format": row.get("format"), "accuracy": row.get("accuracy")}
-        record.update({k: v for k, v in row.items() if k not in known and _is_number(v)})
-        record["size_mb"] = row.get("size_mb")
-        record.update({f"latency_{k}_ms": latency.get(k) for k in _LATENCIES})
-        record.update({k: ratios.get(k) for k in _RATIOS})
-        record.update({k: v for k, v in ratios.items() if k not in _RATIOS and _is_number(v)})
-        record["n_test"] = row.get("n_test")
-        out.append(record)
-    return out
-
-
-def _makes_model(stage_type: str) -> bool:
-    from .stages import STAGE_TYPES
-
-    known = STAGE_TYPES.get(stage_type)
-    return known is None or known.spec.produces_model
-
-
-@dataclass
-class RunResult:
-    """A finished run of one recipe: what :func:`run` returns, or :meth:`from_run_dir` reads back.
-
-    ``stages``: each stage's status, wall time and metrics. ``models``: every model of the run
-    (the models it starts from and those its stages made) -> its folder. ``benchmark``: the last
-    benchmark stage's rows as flat records (:meth:`to_dataframe`, :meth:`plot`).
-    ``published``: what was pushed when the run published (``run(..., publish=True)``)."""
-
-    recipe: str
-    run_dir: Path
-    status: str  # "finished" | "failed at <stage>"
-    stages: list[StageSummary]
-    models: dict[str, Path]
-    final_model: str | None = None  # the model the recipe publishes
-    baseline: str | None = None  # the benchmark's baseline row
-    benchmark_rows: list[dict] = field(default_factory=list, repr=False)  # benchmark.json rows, as written
-    published: PushResult | None = None
-
-    @classmethod
-    def from_run_dir(cls, run_dir: str | Path, published: PushResult | None = None) -> RunResult:
-        """The result recorded in a run folder (``<output root>/<scope>/<recipe>``, see
-        ``python -m recipes runs``). Raises :class:`~recipes.errors.RunFolderError`."""
-        folder = RunFolder(Path(run_dir))
-        record = folder.read_run()
-        entries = record.stage_entries()
-        models = {name: Path(m["path"]) for name, m in record.models.items()}
-        models.update({e.name: folder.stage_dir(e.name) for e in entries if _makes_model(e.type)})
-        bench = next(
-            (
-                BenchmarkResult.from_file(folder.stage_dir(e.name) / BENCHMARK_FILE)
-                for e in reversed(entries)
-                if e.type == "benchmark"
-            ),
-            None,
-        )
-        return cls(
-            recipe=record.recipe,
-            run_dir=folder.path,
-            status=record.status,
-            stages=[StageSummary(e.name, e.type, e.status, e.wall_s, e.run_wall_s, e.metrics or {}) for e in entries],
-            models=models,
-            final_model=record.final_model,
-            baseline=bench.baseline if bench else None,
-            benchmark_rows=bench.models if bench else [],
-            published=published,
-        )
-
-    @property
-    def benchmark(self) -> list[dict]:
-        """The benchmark as flat records: name, format, accuracy (and the other metrics measured),
-        size, latency mean/std/percentiles in ms, ratios against the baseline, test rows
-        (:data:`BENCHMARK_FIELDS` and :func:`flat_rows`)."""
-        return flat_rows(self.benchmark_rows)
-
-    def stage(self, name: str) -> StageSummary:
-        """The stage called ``name``."""
-        for stage in self.stages:
-            if stage.name == name:
-                return stage
-        raise KeyError(f"{self.recipe!r} has no stage {name!r}; stages: {', '.join(s.name for s in self.stages)}")
-
-    def to_dataframe(self):
-        """The benchmark as a pandas DataFrame indexed by model name (needs pandas)::
-
-        >>> result.to_dataframe()[["accuracy", "latency_mean_ms", "speedup"]]
-        """
-        try:
-            import pandas as pd
-        except ImportError as err:
-            raise ImportError("to_dataframe() needs pandas: pip install pandas (or use .benchmark)") from err
-        records = self.benchmark
-        columns = list(dict.fromkeys(k for r in records for k in r)) if records else list(BENCHMARK_FIELDS)
-        return pd.DataFrame(records, columns=columns).set_index("name")
-
-    def plot(self, title: str | None = None):
-        """Accuracy against mean latency, point area = size, the Pareto front as a step line, the
-        published model circled: a :class:`matplotlib.figure.Figure` (the card's plot), which
-        Jupyter shows inline; ``.savefig(path)`` writes it."""
-        from .measure.plot import accuracy_latency_figure
-
-        return accuracy_latency_figure(
-            self.benchmark_rows,
-            baseline=self.baseline,
-            published=self.final_model if self.published else None,
-            title=title or f"{self.recipe}: accuracy vs latency",
-        )
+    return load_plan(str(recipe), override_items(overrides))
 
 
 def run(
@@ -280,7 +125,8 @@ def run(
 
     ``overrides``: as for :func:`load` (give them there when passing a plan). ``output_dir``: the
     root of the run folders. ``publish``: push each recipe of the plan that has a ``publish:``
-    section once it finishes, to the Hub ``HF_ENDPOINT`` names (``hubtools.publish``). ``force``:
+    section once it finishes, to the Hub ``HF_ENDPOINT`` names, with the publisher installed in the
+    ``recipes.publishers`` entry-point group (:func:`find_publisher`: ``hubtools.publish``). ``force``:
     stages of ``recipe`` to rerun. ``wait``: when another run holds a run folder, wait for it, or
     raise :class:`~recipes.errors.RunFolderBusyError`. ``workers``: processes for a ``search-distill``
     stage, this one and ``workers - 1`` local workers (``python -m recipes worker``), each with its
@@ -300,10 +146,10 @@ def run(
         plan = recipe
     else:
         plan = load(recipe, overrides)
-    pushes: dict[Path, PushResult] = {}
+    pushes: dict[Path, Any] = {}
     publisher = None
     if publish:
-        from hubtools.push import publish as push_folder
+        push_folder = find_publisher()
 
         def publisher(run_dir: Path) -> str:
             pushes[Path(run_dir)] = pushed = push_folder(run_dir)
@@ -313,6 +159,27 @@ def run(
         output_root=Path(output_dir), force=tuple(force), publisher=publisher, wait=wait, workers=workers
     ).run(plan)
     return RunResult.from_run_dir(done.out_dir, published=pushes.get(Path(done.out_dir)))
+
+
+#: The entry-point group of the publisher ``run(..., publish=True)`` uses: this project's
+#: ``hubtools`` registers ``hub = "hubtools.push:publish"`` (pyproject.toml). ``recipes`` names no
+#: publisher: the Hub side depends on the recipes side, never the other way round.
+PUBLISHER_GROUP = "recipes.publishers"
+
+
+def find_publisher(name: str = "hub") -> Callable[[Path], Any]:
+    """The publisher registered as ``name`` in :data:`PUBLISHER_GROUP`: ``publish(run_dir)`` pushes a
+    finished run folder and returns a result with its ``.url``."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group=PUBLISHER_GROUP)}
+    if name not in found:
+        raise PublishError(
+            f"no publisher {name!r} is installed (entry points {PUBLISHER_GROUP!r}: {sorted(found) or 'none'}). "
+            "Install the project (`pip install -e .`, which registers hubtools' publisher), or run with "
+            "publish=False / --no-publish."
+        )
+    return found[name].load()
 
 
 def bench_catalog(
@@ -346,3 +213,53 @@ def bench_catalog(
         BenchSettings(**settings),
         run=run,
     )
+
+
+def measure_models(
+    models: Mapping[str, str | Path],
+    dataset: Mapping[str, Any],
+    *,
+    seed: int = 42,
+    baseline: str | None = None,
+    accuracy: bool = True,
+    query: str | None = None,
+    warmup: int = 10,
+    runs: int = 100,
+    rounds: int = 1,
+    batch_size: int = 64,
+    threads: int | None = None,
+) -> list[dict]:
+    """Measure model folders (name -> folder) as the benchmark stage does, all in this process, on
+    the test split of ``dataset`` (a recipe's ``dataset`` section as a dict; ``seed`` shuffles a
+    ``max_samples`` cut): rows as ``benchmark.json`` holds them: accuracy (and in-scope accuracy,
+    oos recall) with 95% intervals, oos AUROC/AUPR, size, latency of ``runs`` batch-1 calls of
+    ``query`` in ``rounds`` interleaved rounds; with ``baseline``, each row's ``vs_baseline``
+    ratios and paired statistics. ``accuracy=False`` times the models only. ``hubtools verify``
+    re-measures published models with it::
+
+        >>> rows = recipes.measure_models({"student": "outputs/.../calibrate"}, {"id": "clinc_oos", "config": "plus"})
+        >>> rows[0]["accuracy"], rows[0]["intervals"]["accuracy"], rows[0]["latency_ms"]["p50"]
+    """
+    import os
+
+    from .engine.threads import restore_torch_threads
+    from .measure.latency import DEFAULT_QUERY
+    from .measure.rows import Timing, add_sizes, compare_with, load_models, measure_rows
+    from .ml.data import RecipeData
+    from .plan.schema import DatasetSpec
+
+    spec = DatasetSpec.model_validate({k: v for k, v in dict(dataset).items() if k in DatasetSpec.model_fields})
+    data = RecipeData(spec, seed)
+    test = data.split("test") if accuracy else None
+    texts, labels = (list(test["text"]), list(test["label"])) if accuracy else ([], [])
+    oos_id = data.oos_id if accuracy else None
+    folders = {name: Path(path) for name, path in models.items()}
+    timing = Timing(query=query or DEFAULT_QUERY, warmup=warmup, runs=runs, rounds=rounds, batch_size=batch_size)
+    with restore_torch_threads():
+        loaded = load_models(folders, threads or os.cpu_count() or 1)
+        rows, predictions = measure_rows(loaded, texts, labels, oos_id, timing)
+        del loaded
+    add_sizes(rows, folders)
+    if baseline is not None and accuracy:
+        compare_with(rows, baseline, predictions, labels, oos_id)
+    return rows

@@ -8,7 +8,13 @@ that every recipe of one plan shares, see :mod:`recipes.plan.planning`)::
     run.log            the log of every run
     .lock              held (flock) by the run that writes the folder; names its pid and host
     <stage>/           the stage's files + .stage.json (:class:`StageRecord`)
-    <stage>/benchmark.json   :class:`BenchmarkResult`, for benchmark stages
+    <stage>/model_format.json   :class:`ModelFormat`, in every folder that holds a model
+    <stage>/benchmark.json      :class:`BenchmarkResult`, for benchmark stages
+    <stage>/study/trials.json   :class:`TrialsRecord` (+ plots, study.db), for search stages
+    .state/<stage>-<key[:12]>/  work an interrupted stage resumes (:meth:`RunFolder.state_dir`)
+    .cache/<stage>/<key[:16]>/  earlier results of the stage, by cache key (:meth:`RunFolder.cached`)
+
+``make bench`` writes ``<output root>/bench/results.json`` (:class:`BenchRecord`).
 
 Every record carries ``schema_version``. A record of an older version is a cache miss (the
 stage reruns and says why); a record of a newer version, or one that is not a record at all,
@@ -35,7 +41,7 @@ from typing import Any, ClassVar
 
 from .errors import RunFolderBusyError, RunFolderError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STAGE_RECORD = ".stage.json"
 RUN_FILE = "run.json"
 RESOLVED_RECIPE_FILE = "recipe.yaml"
@@ -43,6 +49,20 @@ RUN_LOG = "run.log"
 LOCK_FILE = ".lock"
 BENCHMARK_FILE = "benchmark.json"
 SCOPE_FILE = "scope.json"
+#: A search stage's study, in its folder and in the published repo.
+STUDY_DIR = "study"
+TRIALS_FILE = "trials.json"
+STUDY_DB = "study.db"
+#: ``make bench``'s results, in its folder (``<output root>/bench``).
+BENCH_DIR = "bench"
+BENCH_RESULTS_FILE = "results.json"
+#: Work a stage resumes after an interruption, and the cache key it belongs to.
+STATE_DIR = ".state"
+STATE_KEY_FILE = "key.json"
+#: Earlier results of a stage, kept by cache key so that going back to earlier settings reuses them.
+CACHE_DIR = ".cache"
+#: Earlier results the run cache keeps per stage (``python -m recipes cache --keep N`` prunes to N).
+CACHE_KEEP = 3
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -129,6 +149,39 @@ def _cannot_write(folder: Path, err: OSError) -> str:
     else:
         fix = "Choose a writable --output-dir, or fix the permissions of the folder."
     return f"Cannot write the run folder {folder} ({why}). {fix}"
+
+
+# --- model folders ---------------------------------------------------------------------------------
+
+#: In every model folder a stage makes: its format and the weight files that are its size.
+FORMAT_FILE = "model_format.json"
+#: The format of a plain ``save_pretrained`` folder (a Hub snapshot, a ``models:`` entry).
+PYTORCH = "pytorch"
+
+
+@dataclass
+class ModelFormat:
+    """``model_format.json``: how a model folder is loaded (``format``) and what its size is."""
+
+    format: str
+    weights: list[str]  # files (relative to the folder) whose bytes are the model's size
+    extra: dict = field(default_factory=dict)
+
+
+def write_format(model_dir: Path, format: str, weights: list[str], **extra: Any) -> None:
+    write_json(Path(model_dir) / FORMAT_FILE, {"format": format, "weights": weights, **extra})
+
+
+def read_format(model_dir: Path) -> ModelFormat:
+    """The folder's format; a plain ``save_pretrained`` folder (e.g. a Hub snapshot) is PyTorch."""
+    path = Path(model_dir) / FORMAT_FILE
+    if path.exists():
+        data = json.loads(path.read_text())
+        return ModelFormat(data.pop("format"), data.pop("weights"), data)
+    weights = [p.name for p in Path(model_dir).glob("*.safetensors")] or [
+        p.name for p in Path(model_dir).glob("pytorch_model*.bin")
+    ]
+    return ModelFormat(PYTORCH, sorted(weights))
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -219,6 +272,65 @@ class StageRecord(_Record):
         return hashlib.sha256(json.dumps(self.outputs, sort_keys=True).encode()).hexdigest()
 
 
+#: The Hub's ``base_model_relation`` values a stage type may declare, strongest change first:
+#: a model whose line holds a fine-tune and a quantization is a fine-tune of its base.
+RELATIONS = ("finetune", "merge", "adapter", "quantized")
+
+
+@dataclass(frozen=True)
+class Publishing:
+    """What a stage type's model means on a model card and in a published Hub repo.
+
+    Each stage module declares one when it registers (:func:`recipes.stages.base.register`); the
+    runner writes it into every stage's entry of ``run.json``, where ``hubtools`` reads it, so the
+    Hub side knows no stage type by name and a new stage type needs no edit there.
+
+    ``tag``
+        Card tag of a recipe that uses the type (``"quantization"``), or None.
+    ``relation``
+        What the type makes of its input, as the Hub's ``base_model_relation`` (one of
+        :data:`RELATIONS`): ``"finetune"`` for a stage that trains weights, ``"quantized"``
+        for one that only quantizes them; None for a conversion (an ONNX export).
+    ``phrase``
+        The card's line-of-descent text for a model it made; ``{field}`` is a field of the
+        stage's spec: ``"distilled from `{input}`"``. Empty: a generic phrase.
+    ``repo_dir``
+        Where its model's weight files (its ``model_format.json`` ``weights``) go in the
+        repo: ``""`` the root, for PyTorch fp32 that ``pipeline(model=repo_id)`` loads (its
+        config and tokenizer come along); a folder (``"onnx"``); None: never published (it
+        makes no model, or none a user would load).
+    ``usage``
+        The card partial, under ``cards/partials/``, that shows how to load its model from
+        ``repo_dir`` (``"usage/onnx.md.j2"``), or None.
+    ``card_section``
+        The card section its stage's record fills (``"calibration"``: ``hubtools.card`` knows
+        how each section reads a stage's metrics and files), or None.
+    """
+
+    tag: str | None = None
+    relation: str | None = None
+    phrase: str = ""
+    repo_dir: str | None = None
+    usage: str | None = None
+    card_section: str | None = None
+
+    def __post_init__(self):
+        if self.relation is not None and self.relation not in RELATIONS:
+            raise ValueError(f"relation {self.relation!r} is not a base_model_relation; allowed: {RELATIONS}")
+        if self.usage is not None and self.repo_dir is None:
+            raise ValueError("a usage partial needs a repo_dir: the snippet loads the model from there")
+        if self.repo_dir and (self.repo_dir.startswith(("/", ".")) or "\\" in self.repo_dir):
+            raise ValueError(f"repo_dir {self.repo_dir!r} must be a relative folder of the repo, e.g. 'onnx'")
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> Publishing:
+        return cls(**{k: v for k, v in (data or {}).items() if k in {f.name for f in dataclasses.fields(cls)}})
+
+
+#: A stage type that publishes nothing and adds nothing to the card (the benchmark).
+NOT_PUBLISHED = Publishing()
+
+
 @dataclass
 class StageEntry:
     """One stage of a run, as ``run.json`` lists it."""
@@ -233,6 +345,11 @@ class StageEntry:
     inputs: dict[str, str]
     outputs: dict[str, str]
     metrics: dict
+    publishing: dict = field(default_factory=dict)  # its stage type's Publishing, as a dict
+
+    @property
+    def published_as(self) -> Publishing:
+        return Publishing.from_dict(self.publishing)
 
 
 @dataclass
@@ -281,6 +398,52 @@ class BenchmarkResult(_Record):
     dataset: dict
     machine: dict
     models: list[dict]
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass
+class TrialsRecord(_Record):
+    """``study/trials.json`` of a search stage: the search at a glance, then every trial that ran."""
+
+    FILE: ClassVar[str] = TRIALS_FILE
+    WHAT: ClassVar[str] = "the search's trials"
+
+    metric: str
+    objectives: list[str]
+    n_trials: int
+    counts: dict[str, int]  # complete, pruned, failed
+    pruner: str
+    storage: str
+    best: int  # the kept trial's number
+    rule: str  # how it was chosen
+    pareto_front: list[int]
+    trials: list[dict]  # number, state, params, values, epochs, duration_s, worker, retry_of
+    plots: dict = field(default_factory=dict)  # name -> {"file", "title"}
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass
+class BenchRecord(_Record):
+    """``results.json`` of ``make bench``: every row measured on one machine, and the targets."""
+
+    FILE: ClassVar[str] = BENCH_RESULTS_FILE
+    WHAT: ClassVar[str] = "the bench results; run `make bench` first"
+
+    date: str
+    created: str
+    machine: dict
+    settings: dict
+    recipes: list[str]
+    overrides: list[str]
+    scope: str
+    dataset: dict
+    reference: str | None
+    floor: str | None
+    peer: str | None
+    rows: list[dict]
+    pareto: list[str]
+    targets: list[dict]
+    skipped: dict[str, str]
     schema_version: int = SCHEMA_VERSION
 
 
@@ -341,16 +504,130 @@ class RunFolder:
     def read_stage(self, stage: str) -> StageRecord:
         return StageRecord.read(self.stage_dir(stage))
 
-    def finish_stage(self, temp: Path, record: StageRecord) -> Path:
-        """Write ``record`` into ``temp`` and move it into place, replacing an older result."""
+    def finish_stage(self, temp: Path, record: StageRecord, keep: int = CACHE_KEEP) -> Path:
+        """Write ``record`` into ``temp`` and move it into place; an older result of the stage goes
+        into the run cache under its own key (``keep``: how many the cache holds per stage)."""
         record.write(temp)
         target = self.stage_dir(record.stage)
         if target.exists():
-            old = self.path / f".{record.stage}.old-{os.getpid()}"
-            os.replace(target, old)
-            shutil.rmtree(old, ignore_errors=True)
+            self._retire(record.stage, keep)
         os.replace(temp, target)
         return target
+
+    # --- state: what an interrupted stage resumes ---------------------------------------------------
+
+    def state_dir(self, stage: str, fingerprint: str) -> Path:
+        """Where ``stage`` under this cache key keeps what a rerun resumes: ``.state/<stage>-<fp[:12]>``."""
+        return self.path / STATE_DIR / f"{stage}-{fingerprint[:12]}"
+
+    def state_dirs(self, stage: str) -> list[Path]:
+        """Every state folder of ``stage``, whatever its key."""
+        root = self.path / STATE_DIR
+        if not root.is_dir():
+            return []
+        found = []
+        for path in sorted(root.iterdir()):
+            name, _, key = path.name.rpartition("-")
+            if name == stage and len(key) == 12:
+                found.append(path)
+        return found
+
+    def open_state(self, stage: str, fingerprint: str, key: dict) -> Path:
+        """The state folder of ``stage`` under this key, made if missing, with the key in it."""
+        state = self.state_dir(stage, fingerprint)
+        state.mkdir(parents=True, exist_ok=True)
+        if not (state / STATE_KEY_FILE).is_file():
+            write_json(state / STATE_KEY_FILE, key)
+        return state
+
+    @staticmethod
+    def state_key(state: Path) -> dict | None:
+        """The cache key a state folder belongs to; None when it cannot be read."""
+        try:
+            return json.loads((Path(state) / STATE_KEY_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def holds_work(state: Path) -> bool:
+        """Whether a state folder holds more than its key: work a run left."""
+        return any(p.name != STATE_KEY_FILE for p in Path(state).iterdir())
+
+    def remove_state(self, stage: str) -> None:
+        """Delete every state folder of ``stage`` (of this key and of older ones)."""
+        for path in self.state_dirs(stage):
+            shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.path / STATE_DIR).rmdir()  # only when empty
+
+    # --- the run cache: earlier results by key ------------------------------------------------------
+
+    def cache_dir(self, stage: str, fingerprint: str) -> Path:
+        return self.path / CACHE_DIR / stage / fingerprint[:16]
+
+    def cached_result(self, stage: str, fingerprint: str) -> StageRecord | None:
+        """The cached result of ``stage`` under this key, if its files are intact; else None."""
+        slot = self.cache_dir(stage, fingerprint)
+        if not slot.is_dir():
+            return None
+        try:
+            record = StageRecord.read(slot)
+        except RunFolderError:
+            return None
+        if record.fingerprint != fingerprint or changed_outputs(slot, record.outputs):
+            return None
+        return record
+
+    def restore_cached(self, stage: str, fingerprint: str, keep: int = CACHE_KEEP) -> StageRecord:
+        """Make the cached result of this key the stage's folder again; the current one (if any)
+        goes into the cache under its own key. Every move is a rename: a crash leaves either
+        result whole, and the other as a temporary that the next run removes."""
+        slot = self.cache_dir(stage, fingerprint)
+        record = StageRecord.read(slot)
+        temp = self.temp_dir(stage)
+        shutil.rmtree(temp, ignore_errors=True)
+        os.replace(slot, temp)
+        if self.stage_dir(stage).exists():
+            self._retire(stage, keep)
+        os.replace(temp, self.stage_dir(stage))
+        return record
+
+    def _retire(self, stage: str, keep: int) -> None:
+        """Move the stage's current result into the cache under its own key, then keep the
+        ``keep`` newest there; a result whose record cannot be read is deleted."""
+        old = self.path / f".{stage}.old-{os.getpid()}"
+        os.replace(self.stage_dir(stage), old)
+        try:
+            fingerprint = StageRecord.read(old).fingerprint
+        except RunFolderError:
+            fingerprint = None
+        if fingerprint is None or keep < 1:
+            shutil.rmtree(old, ignore_errors=True)
+            return
+        slot = self.cache_dir(stage, fingerprint)
+        shutil.rmtree(slot, ignore_errors=True)
+        slot.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(old, slot)
+        os.utime(slot)  # the newest entry is the one retired last
+        self.prune_cache(stage, keep)
+
+    def cache_entries(self, stage: str | None = None) -> list[Path]:
+        """Cached results (of ``stage``, or of every stage), newest first."""
+        root = self.path / CACHE_DIR
+        stages = [root / stage] if stage else (sorted(root.iterdir()) if root.is_dir() else [])
+        found = [slot for folder in stages if folder.is_dir() for slot in folder.iterdir() if slot.is_dir()]
+        return sorted(found, key=lambda slot: slot.stat().st_mtime, reverse=True)
+
+    def prune_cache(self, stage: str | None = None, keep: int = CACHE_KEEP) -> list[Path]:
+        """Delete all but the ``keep`` newest cached results of each stage (``stage``, or every
+        one); returns what was deleted."""
+        removed = []
+        stages = {slot.parent.name for slot in self.cache_entries(stage)}
+        for name in sorted(stages):
+            for slot in self.cache_entries(name)[keep:]:
+                shutil.rmtree(slot, ignore_errors=True)
+                removed.append(slot)
+        return removed
 
     @contextlib.contextmanager
     def lock(

@@ -32,11 +32,10 @@ import pytest
 
 from hubtools.localhub import DEV_TOKEN, LocalHub, seed
 
+from .tiny import CLINC_DIR
+
 # Fixture modules of other parts of the project (tests/fixtures_*.py), loaded as plugins.
 pytest_plugins: list[str] = []
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CLINC_DIR = REPO_ROOT / "data" / "clinc_oos"
 
 
 def _free_port() -> int:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -22,10 +23,10 @@ from pathlib import Path
 import yaml
 
 from recipes.runfolder import BenchmarkResult, RunFolder, RunRecord, StageEntry, hash_outputs
+from recipes.stages import STAGE_TYPES
 
-from .tiny import tiny_bert
+from .tiny import clinc_dataset, tiny_bert, write_recipe
 
-ROWS = {"train": 64, "eval": 64, "test": 64}
 BASE_REPO = "org/tiny-bert-publish"
 QUERY = "What is the pin number for my account?"
 
@@ -46,13 +47,7 @@ def _recipe(name: str, models: dict, stages: list[dict], publish: str) -> dict:
     return {
         "name": name,
         "description": f"Tiny {name} for the publishing tests.",
-        "dataset": {
-            "id": "clinc_oos",
-            "config": "plus",
-            "label_column": "intent",
-            "splits": {"train": "train", "eval": "train", "test": "test"},
-            "max_samples": ROWS,
-        },
+        "dataset": clinc_dataset(64, 64, 64, eval_on_train=True, id="clinc_oos"),
         "models": models,
         "stages": stages,
         "publish": {"model": publish},
@@ -96,7 +91,7 @@ def published_runs(hub_url: str, token: str) -> PublishedRuns:
         ),
     }
     for name, data in recipes.items():
-        (root / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        write_recipe(root, data, f"{name}.yaml")
     runner = Runner(output_root=root / "outputs")
     runner.run(load_recipe(str(root / "kdq.yaml")))
     scope_dir = runner.runs["kdq"].out_dir.parent
@@ -227,6 +222,7 @@ def write_fake_run(
                 inputs={},
                 outputs=hash_outputs(stage_dir) if stage_dir.is_dir() else {},
                 metrics={},
+                publishing=dataclasses.asdict(STAGE_TYPES[s["type"]].publishing),  # as the runner records it
             ).__dict__
         )
     folder.write_recipe(yaml.safe_dump(resolved, sort_keys=False))

@@ -66,6 +66,10 @@ def topic_flags(folder: Path) -> list[str]:
     ]
 
 
+#: The module fixture trains a catalog plan on two datasets, within the first test's time limit.
+pytestmark = pytest.mark.timeout(1800)
+
+
 @pytest.fixture(scope="module")
 def two_datasets(seeded_hub, tmp_path_factory):
     """kd-onnx-quant (teacher -> kd -> it) on CLINC rows, then on the topic dataset, one output root."""

@@ -9,14 +9,13 @@ import sys
 import uuid
 
 import pytest
-import yaml
 
 import hubtools
 import recipes
 from hubtools.cli import main as hubtools_main
 from recipes.__main__ import main as recipes_main
 
-from .tiny import REPO_ROOT, tiny_bert
+from .tiny import REPO_ROOT, clinc_dataset, tiny_bert, write_recipe
 
 BASE_REPO = "org/tiny-bert-api"
 OVERRIDES = {"finetune.epochs": 2, "dataset.max_samples.train": 160}
@@ -24,19 +23,12 @@ SET_FLAGS = ["--set", "finetune.epochs=2", "--set", "dataset.max_samples.train=1
 STAGES = ["finetune", "quantize", "benchmark"]
 
 
-def write_recipe(folder, repo_id: str):
+def api_recipe(folder, repo_id: str):
     recipe = {
         "name": "api-tiny",
         "description": "Fine-tune a tiny BERT and quantize it: the API tests' recipe.",
         "seed": 42,
-        "dataset": {
-            "id": "clinc_oos",
-            "config": "plus",
-            "text_column": "text",
-            "label_column": "intent",
-            "splits": {"train": "train", "eval": "train", "test": "test"},
-            "max_samples": {"train": 200, "eval": 100, "test": 100},
-        },
+        "dataset": clinc_dataset(200, 100, 100, eval_on_train=True, id="clinc_oos", text_column="text"),
         "models": {"base": BASE_REPO},
         "stages": [
             {
@@ -60,9 +52,7 @@ def write_recipe(folder, repo_id: str):
         ],
         "publish": {"model": "quantize", "repo_id": repo_id},
     }
-    path = folder / "api-tiny.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return path
+    return write_recipe(folder, recipe, "api-tiny.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +64,7 @@ def api_run(seeded_hub, tmp_path_factory):
     api = HfApi(endpoint=seeded_hub.url, token=seeded_hub.token)
     api.create_repo(BASE_REPO, exist_ok=True)
     api.upload_folder(repo_id=BASE_REPO, folder_path=tiny_bert(root / "tiny-bert"))
-    path = write_recipe(root, f"test/api-tiny-{uuid.uuid4().hex[:8]}")
+    path = api_recipe(root, f"test/api-tiny-{uuid.uuid4().hex[:8]}")
     result = recipes.run(path, OVERRIDES, output_dir=root / "outputs", publish=True)
     return path, root / "outputs", result
 

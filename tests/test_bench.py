@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 
 from recipes.__main__ import main
-from recipes.bench import catalog as bench
+from recipes.bench import report as bench
 
 from .tiny import tiny_bert
 
 ROWS = ["dataset.max_samples.train=150", "dataset.max_samples.eval=60", "dataset.max_samples.test=60"]
-FAST = ["--rounds", "2", "--runs", "3", "--warmup", "1", "--sample", "4", "--threads", "1", "--no-memory"]
+FAST = ["--rounds", "2", "--runs", "3", "--warmup", "1", "--sample", "4", "--threads", "1", "--alone-repeats", "1"]
+#: The module fixture trains and benchmarks three catalog plans, within the first test's time limit.
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +50,15 @@ def test_bench_measures_every_model_in_interleaved_rounds(bench_run):
         assert len(row["latency_ms"]["round_means"]) == 2 and row["latency_ms"]["calls"] == 6
         assert row["sample_latency_ms"]["calls"] == 8 and len(row["throughput_qps"]["rounds"]) == 2
         assert row["latency_ms"]["p50"] > 0 and row["throughput_qps"]["median"] > 0
-        assert "load_s" not in row  # --no-memory
+        assert row["load_s"] > 0 and row["alone_latency_ms"]["p50"] > 0 and row["probes"] == 1  # one fresh process
+        assert row["intervals"]["accuracy"][0] <= row["accuracy"] <= row["intervals"]["accuracy"][1]
+        assert 0.0 <= row["oos_auroc"] <= 1.0
     assert rows["teacher"]["vs_teacher"]["speedup"] == pytest.approx(1.0)
+    assert rows["teacher"]["vs_teacher"]["paired"]["accuracy"]["p_value"] == 1.0
+    assert set(rows["kd-quant"]["vs_teacher"]["paired"]) == {"accuracy", "in_scope_accuracy", "oos_recall"}
     assert rows["floor"]["vs_floor"]["latency_ratio"] == pytest.approx(1.0)
     assert "vs_peer" not in rows["peer"] and rows["onnx-quant"]["vs_peer"]["beats_on"] in bench.PEER_VERDICTS
-    assert [t["id"] for t in results["targets"]] == ["speed-size", "floor", "peer"]
+    assert [t["id"] for t in results["targets"]] == ["speed-size", "floor", "peer", "fast-end"]
     assert all(t["met"] in (True, False) for t in results["targets"])
     assert set(results["pareto"]) <= set(rows) - {"floor"} and results["pareto"]
     assert results["dataset"] == {
@@ -69,10 +75,12 @@ def test_bench_writes_table_and_plot(bench_run):
     results = json.loads((folder / "results.json").read_text())
     table = (folder / "table.md").read_text()
     assert table == bench.results_markdown(results)
-    header = next(line for line in table.splitlines() if line.startswith("| Model |"))
-    assert "Speed-up vs teacher" in header and "Latency vs floor" in header and "Beats the peer on" in header
+    accuracy, cost = (line for line in table.splitlines() if line.startswith("| Model |"))
+    assert "Test accuracy [95% CI]" in accuracy and "vs teacher, points [95% paired CI]" in accuracy
+    assert "OOS AUROC" in accuracy and "McNemar p" in accuracy
+    assert "Speed-up vs teacher" in cost and "Latency vs floor" in cost and "p50 ms alone" in cost
     assert "| teacher (reference) | pytorch |" in table and "| *floor* | bench-floor |" in table
-    assert sum(line.startswith("- **") for line in table.splitlines()) == 3  # the targets
+    assert sum(line.startswith("- **") for line in table.splitlines()) == 4  # the targets
     assert (folder / "accuracy_vs_latency.png").read_bytes().startswith(b"\x89PNG")
     fig = bench.BenchResult.read(folder / "results.json").plot()
     ax = fig.axes[0]
@@ -123,7 +131,7 @@ def test_bench_reuses_finished_runs_and_refuses_stage_overrides(bench_run, capsy
         warmup=0,
         sample=0,
         threads=1,
-        memory=False,
+        alone_repeats=0,
         peer=False,
     )
     assert [p.stat().st_mtime_ns for p in records] == before  # measured the finished runs, ran nothing
@@ -138,49 +146,66 @@ def test_bench_reuses_finished_runs_and_refuses_stage_overrides(bench_run, capsy
 
 
 def test_interleaved_rounds_rotate_the_order():
+    from recipes.measure.latency import interleaved_rounds
+
     calls = []
 
-    def subject(name):
-        return bench.Loaded("fake", lambda texts: np.zeros(len(texts), dtype=int), lambda q: calls.append(name), {})
+    class Fake:
+        def __init__(self, name):
+            self.name = name
 
-    measured = bench.interleaved_rounds(
-        {n: subject(n) for n in "ABC"}, "q", rounds=3, runs=2, warmup=0, texts=["t"] * 7
-    )
+        def make_pipeline(self):
+            return lambda query: calls.append(self.name)
+
+        def logits(self, texts, batch_size=32):
+            return np.zeros((len(texts), 3))
+
+    measured = interleaved_rounds({n: Fake(n) for n in "ABC"}, "q", rounds=3, runs=2, warmup=0, texts=["t"] * 7)
     visits = [calls[i] for i in range(0, len(calls), 2)]
     assert visits == list("ABCBCACAB")
-    assert all(len(m["predictions"]) == 7 and len(m["throughput_qps"]["rounds"]) == 3 for m in measured.values())
+    assert all(len(m["logits"]) == 7 and len(m["throughput_qps"]["rounds"]) == 3 for m in measured.values())
     assert measured["A"]["latency_ms"]["calls"] == 6 and "sample_latency_ms" not in measured["A"]
 
 
-def row(name, kind, accuracy, mean_ms, size_mb):
-    return {"name": name, "kind": kind, "accuracy": accuracy, "size_mb": size_mb, "latency_ms": {"mean": mean_ms}}
+#: Test rows of the hand-made rows below: label 0 everywhere; a row with accuracy a gets the first
+#: round(a * N) right, so two rows disagree on exactly the rows between their counts.
+N = 5500
 
 
-def targets_of(rows):
-    bench.add_comparisons(rows, "teacher", "floor", "peer")
-    return {t["id"]: t for t in bench.evaluate_targets(rows, "teacher", "floor", "peer")}
+def row(name, kind, accuracy, p50_ms, size_mb):
+    return {"name": name, "kind": kind, "accuracy": accuracy, "size_mb": size_mb, "latency_ms": {"p50": p50_ms}}
+
+
+def targets_of(rows, floor="floor", peer="peer"):
+    labels = np.zeros(N, dtype=int)
+    predictions = {r["name"]: (np.arange(N) >= round(r["accuracy"] * N)).astype(int) for r in rows}
+    bench.add_comparisons(rows, "teacher", floor, peer, predictions, labels, None)
+    return {t["id"]: t for t in bench.evaluate_targets(rows, "teacher", floor, peer)}
 
 
 def test_targets_on_the_readme_numbers():
     rows = [
-        row("teacher", "teacher", 0.8747, 5.72, 86.9),
+        row("teacher", "teacher", 0.8747, 5.6, 86.9),
         row("onnx-quant", "catalog", 0.8758, 0.80, 22.1),
-        row("kd-onnx-quant", "catalog", 0.8529, 0.52, 16.9),
+        row("kd-onnx-quant", "catalog", 0.8529, 0.56, 16.9),
         row("floor", "floor", 0.60, 0.40, 7.5),
         row("peer", "peer", 0.8427, 0.38, 14.4),
     ]
     targets = targets_of(rows)
-    assert targets["speed-size"]["met"] is False and targets["speed-size"]["detail"].startswith(
-        "onnx-quant: 7.1x faster, 3.9x smaller, +0.11 points"
-    )
+    speed = targets["speed-size"]
+    assert speed["met"] is False and speed["detail"].startswith("the fastest at no loss, onnx-quant: 7.0x faster")
+    assert "3.9x smaller, +0.11 [" in speed["detail"] and "(no loss)" in speed["detail"]
     assert targets["floor"]["met"] is False and "2.00x the floor" in targets["floor"]["detail"]
-    assert (
-        targets["peer"]["met"] is False and "fastest more accurate model is kd-onnx-quant" in targets["peer"]["detail"]
-    )
+    assert targets["peer"]["met"] is False
+    assert "the fastest model that would do: kd-onnx-quant" in targets["peer"]["detail"]
+    assert targets["fast-end"]["met"] is False
     assert rows[2]["vs_peer"]["beats_on"] == "accuracy" and rows[3]["vs_peer"]["beats_on"] == "neither"
+    paired = rows[2]["vs_teacher"]["paired"]["accuracy"]
+    assert (paired["lost"], paired["won"]) == (round(0.8747 * N) - round(0.8529 * N), 0)
+    assert paired["verdict"] == "worse" and paired["high"] < 0
 
 
-def test_targets_met():
+def test_targets_met_and_no_loss_needs_the_interval():
     rows = [
         row("teacher", "teacher", 0.87, 6.0, 87.0),
         row("fast", "catalog", 0.871, 0.35, 8.0),
@@ -188,22 +213,49 @@ def test_targets_met():
         row("peer", "peer", 0.84, 0.38, 14.4),
     ]
     targets = targets_of(rows)
-    assert [targets[k]["met"] for k in ("speed-size", "floor", "peer")] == [True, True, True]
+    assert [targets[k]["met"] for k in ("speed-size", "floor", "peer", "fast-end")] == [True, True, True, True]
     assert rows[1]["vs_peer"]["beats_on"] == "both"
-    rows = [row("teacher", "teacher", 0.87, 6.0, 87.0), row("lossy", "catalog", 0.80, 0.3, 5.0)]
-    bench.add_comparisons(rows, "teacher", None, None)
+    # a point estimate at the teacher's is not "no loss" when the interval reaches below -0.5 points
+    labels = np.zeros(N, dtype=int)
+    teacher = (np.arange(N) % 10 == 0).astype(int)  # 90% right
+    swapped = np.roll(teacher, 1)  # 90% right too, but on other rows: 1100 disagreements
+    rows = [row("teacher", "teacher", 0.9, 6.0, 87.0), row("coin", "catalog", 0.9, 0.3, 5.0)]
+    bench.add_comparisons(rows, "teacher", None, None, {"teacher": teacher, "coin": swapped}, labels, None)
     found = {t["id"]: t for t in bench.evaluate_targets(rows, "teacher", None, None)}
-    assert found["speed-size"]["met"] is False and "no recipe keeps" in found["speed-size"]["detail"]
+    d = rows[1]["vs_teacher"]["paired"]["accuracy"]
+    assert d["difference"] == 0 and d["low"] < -0.005 and not bench.no_loss(rows[1])
+    assert found["speed-size"]["met"] is False and "no recipe is at no loss" in found["speed-size"]["detail"]
     assert found["floor"]["met"] is None and found["peer"]["met"] is None
 
 
-def test_probe_measures_load_time_and_peak_memory_in_a_fresh_process(bench_run):
+def test_served_latency_is_the_median_alone_when_measured():
+    alone = {"p50": 0.3}
+    assert bench.served_ms({"latency_ms": {"p50": 0.5}}) == 0.5
+    assert bench.served_ms({"latency_ms": {"p50": 0.5}, "alone_latency_ms": alone}) == 0.3
+
+
+def test_alone_probes_a_fresh_process_per_model_and_repeat(bench_run):
+    from recipes.measure.probe import alone
+
     _, folder, _ = bench_run
-    floor = bench.Subject("floor", bench.FLOOR, folder / "floor")
-    found = bench.probe(floor, 1, ["What is the pin number for my account?"] * 3)
-    assert "probe_error" not in found, found
-    assert found["load_s"] > 0 and found["first_call_ms"] > 0 and found["served"] == 3
-    assert found["peak_rss_mb"] >= found["rss_before_load_mb"] > 50  # torch and transformers are imported
+    found = alone(
+        {"floor": folder / "floor", "peer": folder / "peer"},
+        threads=1,
+        query="What is the pin number for my account?",
+        runs=3,
+        warmup=1,
+        repeats=2,
+        queries=["a query"] * 3,
+        register=("recipes.bench.floor", "recipes.bench.peer"),
+    )
+    for name in ("floor", "peer"):
+        probe = found[name]
+        assert "probe_error" not in probe, probe
+        assert probe["probes"] == 2 and probe["load_s"] > 0 and probe["first_call_ms"] > 0
+        assert probe["peak_rss_mb"] >= probe["rss_before_load_mb"] > 50  # torch and transformers are imported
+        latency = probe["alone_latency_ms"]
+        assert set(latency) == {"mean", "std", "p50", "p90", "p99", "spread_pct", "repeat_means"}
+        assert len(latency["repeat_means"]) == 2 and latency["p50"] > 0
 
 
 def test_verify_remeasures_speedups_against_the_teachers_repo(seeded_hub):

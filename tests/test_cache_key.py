@@ -10,10 +10,10 @@ import logging
 import pytest
 
 from recipes.engine import cachekey
-from recipes.engine.runner import STATE_DIR, STATE_KEY_FILE, Runner
+from recipes.engine.runner import Runner
 from recipes.errors import RunFolderError
 from recipes.plan.loader import load_recipe
-from recipes.runfolder import SCHEMA_VERSION, BenchmarkResult, RunRecord, StageRecord
+from recipes.runfolder import SCHEMA_VERSION, STATE_DIR, STATE_KEY_FILE, BenchmarkResult, RunRecord, StageRecord
 from recipes.stages import STAGE_TYPES
 
 from .tiny import quantize_recipe as make_quantize_recipe

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from hubtools.card import CardData, calibration_on_line, parse_markdown_table, render_card
-from hubtools.runinfo import Hop, RunInfo, plan_layout
+from hubtools.runinfo import STARTING_MODEL, Hop, RunInfo, plan_layout
 from recipes.runfolder import RunRecord
+from recipes.stages import STAGE_TYPES
 
 from .publish_fixtures import KD_QUANT_ROWS, STUDENT_ROW, TEACHER_REF, TEACHER_ROW, fake_runs, write_fake_run
 
@@ -119,7 +120,9 @@ def test_a_line_without_calibration_has_no_section():
 
 
 def hop(name: str, stage_type: str | None, metrics: dict | None = None) -> Hop:
-    return Hop(name, "r", stage_type, None, "pytorch", metrics=metrics or {})
+    """A step of a line as ``RunInfo.lineage`` makes it, its publishing as ``run.json`` records it."""
+    publishing = STAGE_TYPES[stage_type].publishing if stage_type else STARTING_MODEL
+    return Hop(name, "r", stage_type, None, "pytorch", metrics=metrics or {}, publishing=publishing)
 
 
 def test_calibration_on_line_takes_the_last_one_applied():

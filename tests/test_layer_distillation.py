@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from recipes.engine.runner import Runner
 from recipes.ml.augment import augment_texts, word_neighbours
@@ -18,7 +17,7 @@ from recipes.ml.distillation import DistillationTrainer, LayerTargets, distillat
 from recipes.ml.layer_losses import attention_loss, hidden_state_loss
 from recipes.plan.loader import load_recipe
 
-from .tiny import CLINC_DIR, minilm_dir, tiny_bert
+from .tiny import clinc_dataset, minilm_dir, tiny_bert, write_recipe
 
 
 def test_hidden_state_loss_by_hand():
@@ -126,18 +125,11 @@ def test_neighbours_come_from_the_teacher_vocabulary():
 def layer_run(tmp_path_factory, clinc_dir):
     """A tiny teacher fine-tuned, then distilled with hidden + attention losses and 2 augmented copies."""
     root = tmp_path_factory.mktemp("layers")
-    dataset = {
-        "id": str(CLINC_DIR),
-        "config": "plus",
-        "label_column": "intent",
-        "oos_label": "oos",
-        "max_samples": {"train": 96, "eval": 64, "test": 32},
-    }
     fast = {"epochs": 2, "learning_rate": 3.0e-3, "batch_size": 32}
     recipe = {
         "name": "layers",
         "description": "layer losses",
-        "dataset": dataset,
+        "dataset": clinc_dataset(96, 64, 32, oos_label="oos"),
         "models": {"base": str(tiny_bert(root / "bert", layers=4))},
         "stages": [
             {"name": "teacher", "type": "finetune", "input": "base", **fast},
@@ -154,8 +146,7 @@ def layer_run(tmp_path_factory, clinc_dir):
             },
         ],
     }
-    path = root / "layers.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    path = write_recipe(root, recipe, "layers.yaml")
     return Runner(output_root=root / "out").run(load_recipe(str(path)))
 
 
@@ -192,7 +183,6 @@ def test_layer_map_that_cannot_pair_is_refused(tmp_path):
             }
         ],
     }
-    path = tmp_path / "x.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    path = write_recipe(tmp_path, recipe, "x.yaml")
     with pytest.raises(RecipeValidationError, match="layer_map has 1 entries but the student keeps 2"):
         load_recipe(str(path))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from recipes.engine.runner import Runner
 from recipes.errors import RecipeValidationError
@@ -14,14 +13,9 @@ from recipes.ml.modelio import load_classifier
 from recipes.ml.onnxio import EXPORTED_FILE, OPTIMIZED_FILE, QUANTIZED_FILE, assemble_repo_folder
 from recipes.plan.loader import load_recipe
 
-from .tiny import CLINC_DIR, tiny_bert_with_labels
+from .tiny import clinc_dataset, tiny_bert_with_labels, write_recipe
 
-DATASET = {
-    "id": str(CLINC_DIR),
-    "config": "plus",
-    "label_column": "intent",
-    "max_samples": {"train": 64, "eval": 64, "test": 64},
-}
+DATASET = clinc_dataset(64, 64, 64)
 LEVELS = {"opt-1": 1, "opt-2": 2, "opt-99": 99}
 QUANTIZED = {
     "q-dynamic": {"input": "export", "mode": "dynamic"},
@@ -32,7 +26,8 @@ QUANTIZED = {
 BENCHMARKED = ["base", "export", "opt-2", "q-dynamic", "q-static-minmax"]
 
 
-def write_recipe(path, stages: list[dict], base_dir) -> str:
+def onnx_recipe(path, stages: list[dict], base_dir) -> str:
+    """``stages`` on the tiny BERT at ``base_dir`` and 64 CLINC rows per split, written to ``path``."""
     recipe = {
         "name": path.stem,
         "description": "ONNX stages on a tiny BERT.",
@@ -40,8 +35,7 @@ def write_recipe(path, stages: list[dict], base_dir) -> str:
         "models": {"base": str(base_dir)},
         "stages": stages,
     }
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return str(path)
+    return str(write_recipe(path.parent, recipe, path.name))
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +56,7 @@ def run_dir(tiny_dir, tmp_path_factory):
     )
     return (
         Runner(output_root=root / "out")
-        .run(load_recipe(write_recipe(root / "onnx-tiny.yaml", stages, tiny_dir)))
+        .run(load_recipe(onnx_recipe(root / "onnx-tiny.yaml", stages, tiny_dir)))
         .out_dir
     )
 
@@ -183,7 +177,7 @@ BAD_ORDERS = {
 def test_impossible_combination_is_refused(tmp_path, tiny_dir, case):
     stages, expected = BAD_ORDERS[case]
     with pytest.raises(RecipeValidationError) as err:
-        load_recipe(write_recipe(tmp_path / "bad.yaml", stages, tiny_dir))
+        load_recipe(onnx_recipe(tmp_path / "bad.yaml", stages, tiny_dir))
     for text in expected:
         assert text in err.value.message
 

@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 
 from recipes.engine.runner import Runner
 from recipes.measure.metrics import classification_metrics, top_confusions
@@ -16,7 +15,7 @@ from recipes.ml.modelio import load_classifier
 from recipes.plan.loader import load_recipe
 from recipes.stages.calibrate_oos import choose_bias
 
-from .tiny import CLINC_DIR, tiny_bert_with_labels
+from .tiny import clinc_dataset, tiny_bert_with_labels, write_recipe
 
 OOS = 2  # in the hand-made set: labels 0, 1 are intents, 2 is out of scope
 
@@ -60,13 +59,7 @@ def test_chosen_bias_is_the_best_of_the_grid():
 def calibrated(tmp_path_factory, clinc_dir):
     """A tiny BERT with CLINC's labels -> calibrate-oos -> ONNX export -> int8, one run."""
     root = tmp_path_factory.mktemp("oos")
-    dataset = {
-        "id": str(CLINC_DIR),
-        "config": "plus",
-        "label_column": "intent",
-        "oos_label": "oos",
-        "max_samples": {"train": 32, "eval": 200, "test": 64},
-    }
+    dataset = clinc_dataset(32, 200, 64, oos_label="oos")
     model_dir = tiny_bert_with_labels(root / "bert", dataset)
     recipe = {
         "name": "cal",
@@ -79,9 +72,7 @@ def calibrated(tmp_path_factory, clinc_dir):
             {"name": "quantize", "type": "ort-quantize", "input": "export", "min_agreement": 0.8},
         ],
     }
-    path = root / "cal.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    run = Runner(output_root=root / "out").run(load_recipe(str(path)))
+    run = Runner(output_root=root / "out").run(load_recipe(str(write_recipe(root, recipe, "cal.yaml"))))
     return run, model_dir
 
 
@@ -127,16 +118,14 @@ def test_calibration_without_an_oos_label_is_refused_at_check(tmp_path):
         "models": {"base": "org/m"},
         "stages": [{"name": "calibrate", "type": "calibrate-oos", "input": "base"}],
     }
-    path = tmp_path / "cal.yaml"
-    path.write_text(yaml.safe_dump(recipe))
     with pytest.raises(RecipeValidationError, match="needs dataset.oos_label"):
-        load_recipe(str(path))
+        load_recipe(str(write_recipe(tmp_path, recipe, "cal.yaml")))
 
 
 def test_calibration_passes_the_model_on_where_the_recipe_allows_no_oos_label(tmp_path):
     """``without_oos_label: pass`` (the catalog's setting): on a dataset with no out-of-scope
     label the stage is accepted and its output is the input, unchanged."""
-    dataset = {"id": str(CLINC_DIR), "config": "plus", "label_column": "intent", "max_samples": {"eval": 20}}
+    dataset = clinc_dataset(eval=20)
     model_dir = tiny_bert_with_labels(tmp_path / "bert", dataset)
     recipe = {
         "name": "cal",
@@ -145,9 +134,7 @@ def test_calibration_passes_the_model_on_where_the_recipe_allows_no_oos_label(tm
         "models": {"base": str(model_dir)},
         "stages": [{"name": "calibrate", "type": "calibrate-oos", "input": "base", "without_oos_label": "pass"}],
     }
-    path = tmp_path / "cal.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    run = Runner(output_root=tmp_path / "out").run(load_recipe(str(path)))
+    run = Runner(output_root=tmp_path / "out").run(load_recipe(str(write_recipe(tmp_path, recipe, "cal.yaml"))))
     out = run.out_dir / "calibrate"
     assert json.loads((out / ".stage.json").read_text())["metrics"]["oos_bias"] == 0.0
     texts = ["what is my balance", "play some jazz", "set an alarm"]

@@ -8,7 +8,6 @@ import json
 import socket
 
 import pytest
-import yaml
 
 import recipes
 from recipes.__main__ import main
@@ -17,7 +16,7 @@ from recipes.plan.loader import catalog
 from recipes.plan.planning import make_plan
 from recipes.plan.preflight import check_plan
 
-from .tiny import CLINC_DIR, minilm_dir
+from .tiny import CLINC_DIR, clinc_dataset, minilm_dir, write_recipe
 
 #: The catalog offline: the repository's CLINC150 copy and the packaged MiniLM (6 layers).
 LOCAL = [f"dataset.id={CLINC_DIR}", f"models.base={minilm_dir()}"]
@@ -89,17 +88,15 @@ def test_data_mistake_is_refused_from_the_description(no_rows, title, overrides,
         assert fragment in message, f"{fragment!r} not in:\n{message}"
 
 
-def write_recipe(folder, stages: list[dict], models: dict, dataset: dict | None = None):
+def layers_recipe(folder, stages: list[dict], models: dict, dataset: dict | None = None):
     recipe = {
         "name": "layers",
         "description": "Layer indexes against the depth of the models they index.",
-        "dataset": dataset or {"id": str(CLINC_DIR), "config": "plus", "label_column": "intent"},
+        "dataset": dataset or clinc_dataset(),
         "models": models,
         "stages": stages,
     }
-    path = folder / "layers.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return str(path)
+    return str(write_recipe(folder, recipe, "layers.yaml"))
 
 
 def test_keep_layers_past_a_teacher_fine_tuned_from_a_shallower_base(tmp_path):
@@ -120,11 +117,11 @@ def test_depth_passes_through_stages_that_keep_the_architecture(tmp_path):
         {"name": "distill", "type": "distill", "input": "calibrate", "keep_layers": [0, 2, 6]},
         {"name": "again", "type": "distill", "input": "distill", "keep_layers": [0, 3]},
     ]
-    message = refusal(RecipeValidationError, write_recipe(tmp_path, stages, {"base": base}), [])
+    message = refusal(RecipeValidationError, layers_recipe(tmp_path, stages, {"base": base}), [])
     assert "stage 'distill' keep_layers [0, 2, 6] names layer 6, but its teacher 'calibrate' has 6 layers" in message
     assert "stage 'again' keep_layers [0, 3] names layer 3, but its teacher 'distill' has 3 layers" in message
     stages[2]["keep_layers"], stages[3]["keep_layers"] = [0, 2, 5], [0, 2]
-    check_plan(make_plan(write_recipe(tmp_path, stages, {"base": base})))
+    check_plan(make_plan(layers_recipe(tmp_path, stages, {"base": base})))
 
 
 LAYER_MISTAKES = [
@@ -146,7 +143,7 @@ LAYER_MISTAKES = [
 @pytest.mark.parametrize("stage, expected", LAYER_MISTAKES, ids=["layer_map", "student depth", "searched layers"])
 def test_layer_mistakes_of_distillation_stages(tmp_path, stage, expected):
     models = {"teacher": str(config_folder(tmp_path / "teacher", 6)), "student": str(config_folder(tmp_path / "s", 2))}
-    path = write_recipe(tmp_path, [{"name": "s", "input": "teacher", **stage}], models)
+    path = layers_recipe(tmp_path, [{"name": "s", "input": "teacher", **stage}], models)
     message = refusal(RecipeValidationError, path, [])
     assert expected in message, message
 
@@ -179,7 +176,7 @@ def test_parquet_folder_without_a_card_is_read_from_its_schema(tmp_path, no_rows
         )
     dataset = {"id": str(data), "text_column": "utterance", "label_column": "topic"}
     stages = [{"name": "finetune", "type": "finetune", "input": "base"}]
-    path = write_recipe(tmp_path, stages, {"base": str(config_folder(tmp_path / "base", 2))}, dataset)
+    path = layers_recipe(tmp_path, stages, {"base": str(config_folder(tmp_path / "base", 2))}, dataset)
     check_plan(make_plan(path))
     message = refusal(DatasetError, path, ["dataset.label_column=utterance", "dataset.oos_label=oos"])
     assert "label_column 'utterance' holds values of type string" in message and "not a ClassLabel" in message

@@ -5,21 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import yaml
-
-from .tiny import CLINC_DIR, REPO_ROOT, tiny_bert
+from .tiny import REPO_ROOT, clinc_dataset, tiny_bert, write_recipe
 
 
 def test_training_logs_progress_lines_not_bars(tmp_path, clinc_dir):
     recipe = {
         "name": "ft",
         "description": "a tiny fine-tune and a distillation",
-        "dataset": {
-            "id": str(CLINC_DIR),
-            "config": "plus",
-            "label_column": "intent",
-            "max_samples": {"train": 64, "eval": 16, "test": 16},
-        },
+        "dataset": clinc_dataset(64, 16, 16),
         "models": {"base": str(tiny_bert(tmp_path / "bert"))},
         "stages": [
             {"name": "finetune", "type": "finetune", "input": "base", "epochs": 2, "batch_size": 8},
@@ -33,8 +26,7 @@ def test_training_logs_progress_lines_not_bars(tmp_path, clinc_dir):
             },
         ],
     }
-    path = tmp_path / "ft.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    path = write_recipe(tmp_path, recipe, "ft.yaml")
     result = subprocess.run(
         [sys.executable, "-m", "recipes", "run", str(path), "--no-publish", "--output-dir", str(tmp_path / "out")],
         cwd=REPO_ROOT,

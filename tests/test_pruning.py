@@ -11,34 +11,26 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from recipes.engine.runner import Runner
 from recipes.errors import RecipeValidationError
 from recipes.ml.pruning import (
     MagnitudePruner,
-    choose_vocabulary,
     cubic_sparsity,
     ffn_to_keep,
     heads_to_remove,
     make_callback,
-    save_trimmed_tokenizer,
     sparsity_by_matrix,
-    trim_embeddings,
 )
+from recipes.ml.vocabulary import choose_vocabulary, save_trimmed_tokenizer, trim_embeddings
 from recipes.plan.loader import load_recipe
 
-from .tiny import CLINC_DIR, minilm_dir, tiny_bert
+from .tiny import CLINC_DIR, clinc_dataset, minilm_dir, tiny_bert, write_recipe
 
-DATASET = {
-    "id": str(CLINC_DIR),
-    "config": "plus",
-    "label_column": "intent",
-    "oos_label": "oos",
-    "max_samples": {"train": 64, "eval": 48, "test": 96},
-}
 FAST = {"epochs": 1, "learning_rate": 3.0e-3, "batch_size": 32}
 ODD_TEXTS = ["", "héllo wörld 東京 ☃", "zzzzqqqxxx", "a" * 300, "Ǆ ǅ ǆ ﬁ ﬂ", "@@@ ### $$$ 1234567890", "🙂🙃 emoji"]
+#: The module fixture trains two catalog plans, within the first test's time limit.
+pytestmark = pytest.mark.timeout(900)
 
 
 def stage_metrics(run, name: str) -> dict:
@@ -73,7 +65,7 @@ def runs(tmp_path_factory, clinc_dir):
     recipe = {
         "name": "sparse",
         "description": "prune-magnitude on a tiny BERT",
-        "dataset": DATASET,
+        "dataset": clinc_dataset(64, 48, 96, oos_label="oos"),
         "models": {"base": str(root / "bert")},
         "stages": [
             {
@@ -89,8 +81,8 @@ def runs(tmp_path_factory, clinc_dir):
         ],
         "publish": {"model": "sparse"},
     }
-    (root / "sparse.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return {"chain": chain, "vocab": vocab, "sparse": runner.run(load_recipe(str(root / "sparse.yaml")))}
+    sparse = runner.run(load_recipe(str(write_recipe(root, recipe, "sparse.yaml"))))
+    return {"chain": chain, "vocab": vocab, "sparse": sparse}
 
 
 # --- vocabulary ---------------------------------------------------------------------------------------
@@ -313,7 +305,7 @@ def test_magnitude_stage_records_sparsity_per_layer_and_gzip_size(runs):
 
 
 def test_gzip_size_counts_what_zeros_save(tmp_path):
-    from recipes.ml.pruning import gzip_size_mb
+    from recipes.measure.size import gzip_size_mb
 
     dense, sparse = tmp_path / "dense.bin", tmp_path / "sparse.bin"
     values = np.random.default_rng(0).normal(size=2**18).astype(np.float32)
@@ -328,7 +320,7 @@ def test_gzip_size_counts_what_zeros_save(tmp_path):
 VALID = {
     "name": "p",
     "description": "pruning settings",
-    "dataset": {"id": "clinc_oos", "config": "plus", "label_column": "intent"},
+    "dataset": clinc_dataset(id="clinc_oos"),
     "models": {"teacher": "org/teacher"},
     "stages": [
         {"name": "prune", "type": "prune-structured", "input": "teacher", "remove_heads": 0.5},
@@ -360,10 +352,8 @@ REFUSED = [
 def test_impossible_settings_are_refused_at_check(tmp_path, stage, change, expected):
     data = json.loads(json.dumps(VALID))
     next(s for s in data["stages"] if s["name"] == stage).update(change)
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(RecipeValidationError) as err:
-        load_recipe(str(path))
+        load_recipe(str(write_recipe(tmp_path, data, "p.yaml")))
     message = err.value.message
     assert ", line " in message or "stage 'prune'" in message, message
     for fragment in expected:
@@ -371,8 +361,7 @@ def test_impossible_settings_are_refused_at_check(tmp_path, stage, change, expec
 
 
 def test_valid_pruning_settings_and_catalog_recipes_load(tmp_path):
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(VALID, sort_keys=False))
+    path = write_recipe(tmp_path, VALID, "p.yaml")
     assert load_recipe(str(path)).recipe.stage_names == ["prune", "trim", "sparse"]
     for name in ("prune-onnx-quant", "kd-prune-onnx-quant"):
         recipe = load_recipe(name).recipe

@@ -23,7 +23,7 @@ from recipes.plan.loader import MAX_DEPTH, catalog, load_recipe
 from recipes.plan.schema import DatasetSpec, PublishSpec, Recipe, SampleLimits, SplitNames
 from recipes.stages import STAGE_TYPES
 
-from .tiny import CLINC_DIR, minilm_dir
+from .tiny import CLINC_DIR, minilm_dir, write_recipe
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CATALOG = catalog()
@@ -263,7 +263,7 @@ def offline_catalog(tmp_path_factory) -> Path:
     """The offline catalog in one folder, where a mutant's dependencies are found."""
     folder = tmp_path_factory.mktemp("offline-catalog")
     for name in CATALOG:
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(offline(name), sort_keys=False))
+        write_recipe(folder, offline(name), f"{name}.yaml")
     return folder
 
 

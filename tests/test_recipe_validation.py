@@ -5,15 +5,16 @@ from __future__ import annotations
 import copy
 
 import pytest
-import yaml
 
 from recipes.errors import RecipeNotFoundError, RecipeValidationError
 from recipes.plan.loader import catalog, load_recipe
 
+from .tiny import clinc_dataset, write_recipe
+
 VALID = {
     "name": "demo",
     "description": "a valid recipe the cases below break one way each",
-    "dataset": {"id": "clinc_oos", "config": "plus", "label_column": "intent"},
+    "dataset": clinc_dataset(id="clinc_oos"),
     "models": {"teacher": "org/teacher"},
     "stages": [
         {"name": "distill", "type": "distill", "input": "teacher", "keep_layers": [0, 2], "alpha": 0.5},
@@ -23,12 +24,6 @@ VALID = {
 }
 
 
-def write(tmp_path, data, name="demo.yaml"):
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 def broken(mutate):
     data = copy.deepcopy(VALID)
     mutate(data)
@@ -36,7 +31,7 @@ def broken(mutate):
 
 
 def test_valid_recipe_loads(tmp_path):
-    loaded = load_recipe(str(write(tmp_path, VALID)))
+    loaded = load_recipe(str(write_recipe(tmp_path, VALID)))
     assert loaded.recipe.stage_names == ["distill", "quantize", "benchmark"]
     assert loaded.recipe.final_model == "quantize"
 
@@ -108,7 +103,7 @@ CASES = [
 
 @pytest.mark.parametrize("title, mutate, expected", CASES, ids=[c[0] for c in CASES])
 def test_bad_recipe_message(tmp_path, title, mutate, expected):
-    path = write(tmp_path, broken(mutate))
+    path = write_recipe(tmp_path, broken(mutate))
     with pytest.raises(RecipeValidationError) as err:
         load_recipe(str(path))
     message = err.value.message
@@ -118,7 +113,7 @@ def test_bad_recipe_message(tmp_path, title, mutate, expected):
 
 
 def test_error_points_at_the_offending_line(tmp_path):
-    path = write(tmp_path, broken(lambda d: d["stages"][0].update(alhpa=0.3)))
+    path = write_recipe(tmp_path, broken(lambda d: d["stages"][0].update(alhpa=0.3)))
     message = load_error(path)
     line_no = next(i for i, line in enumerate(path.read_text().splitlines(), 1) if "alhpa" in line)
     assert f"line {line_no}," in message and "alhpa: 0.3" in message
@@ -145,7 +140,7 @@ def test_unknown_recipe_name_suggests():
 
 
 def test_overrides_reach_stage_and_nested_fields(tmp_path):
-    path = write(tmp_path, VALID)
+    path = write_recipe(tmp_path, VALID)
     loaded = load_recipe(
         str(path),
         overrides=[
@@ -168,7 +163,7 @@ def test_overrides_reach_stage_and_nested_fields(tmp_path):
 
 
 def test_override_of_a_field_absent_from_the_file_wins(tmp_path):
-    loaded = load_recipe(str(write(tmp_path, VALID)), overrides=["distill.epochs=2"])
+    loaded = load_recipe(str(write_recipe(tmp_path, VALID)), overrides=["distill.epochs=2"])
     assert loaded.recipe.stage("distill").epochs == 2
 
 
@@ -182,11 +177,11 @@ def test_override_of_a_field_absent_from_the_file_wins(tmp_path):
     ],
 )
 def test_override_naming_no_field_is_an_error(tmp_path, item, expected):
-    assert expected in load_error(write(tmp_path, VALID), overrides=[item])
+    assert expected in load_error(write_recipe(tmp_path, VALID), overrides=[item])
 
 
 def test_override_value_is_validated(tmp_path):
-    message = load_error(write(tmp_path, VALID), overrides=["distill.alpha=2"])
+    message = load_error(write_recipe(tmp_path, VALID), overrides=["distill.alpha=2"])
     assert "stages -> distill -> alpha" in message and "less than or equal to 1" in message
 
 

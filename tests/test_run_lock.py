@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -18,15 +17,21 @@ from recipes.runfolder import RunFolder
 from .tiny import REPO_ROOT
 from .tiny import quantize_recipe as make_quantize_recipe
 
+#: Holds a run folder's lock until its stdin closes.
 HOLD = (
-    "import sys, time; from recipes.runfolder import RunFolder\nwith RunFolder(sys.argv[1]).lock():\n"
-    "    print('locked', flush=True); time.sleep(float(sys.argv[2]))\n"
+    "import sys; from recipes.runfolder import RunFolder\nwith RunFolder(sys.argv[1]).lock():\n"
+    "    print('locked', flush=True); sys.stdin.read()\n"
 )
 
 
-def hold_lock(path, seconds: float) -> subprocess.Popen:
+def hold_lock(path) -> subprocess.Popen:
+    """A process that holds ``path``'s lock until ``proc.stdin.close()`` (or its death)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(path), str(seconds)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD, str(path)],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout.readline().strip() == "locked"
     return proc
@@ -34,24 +39,30 @@ def hold_lock(path, seconds: float) -> subprocess.Popen:
 
 def test_second_run_refuses_or_waits(tmp_path):
     folder = RunFolder(tmp_path / "scope" / "kd")
-    holder = hold_lock(folder.path, 3)
+    holder = hold_lock(folder.path)
     with pytest.raises(RunFolderBusyError, match=f"in use by pid {holder.pid} on .* since"):
         with folder.lock(wait=False):
             pass
-    told, start = [], time.time()
-    with folder.lock(wait=True, on_wait=told.append, poll_s=0.1):
-        waited = time.time() - start
-    assert holder.wait(timeout=10) == 0
-    assert waited > 1 and len(told) == 1 and "waiting for it to finish" in told[0]
+    told = []
+
+    def waiting(message: str) -> None:  # the holder lets go only once this run waits for it
+        told.append(message)
+        holder.stdin.close()
+
+    with folder.lock(wait=True, on_wait=waiting, poll_s=0.1):
+        pass
+    holder.stdin.close()  # (closed already, unless the lock was taken without waiting)
+    assert holder.wait(timeout=60) == 0
+    assert len(told) == 1 and "waiting for it to finish" in told[0]
 
 
 def test_lock_of_a_dead_run_is_taken_over(tmp_path):
     folder = RunFolder(tmp_path / "run")
     folder.path.mkdir()
     folder.lock_file.write_text(json.dumps({"pid": 999999, "host": "gone", "since": "2026-01-01"}))
-    holder = hold_lock(folder.path, 0)  # a run that exits (or is killed) releases its lock with it
+    holder = hold_lock(folder.path)  # a run that is killed releases its lock with it
     holder.kill()
-    holder.wait()
+    holder.communicate()
     with folder.lock(wait=False):
         assert json.loads(folder.lock_file.read_text())["pid"] == os.getpid()
 

@@ -36,7 +36,7 @@ INTERRUPTED = "interrupted: finished stages are kept; rerun the same command to 
 #: into its temporary folder but has not returned) or ``swap`` (a rerun's finished result is
 #: moving into place: the older result moved aside, the new one not yet renamed).
 WRAPPER = """
-import dataclasses, shutil, signal, sys, time
+import dataclasses, os, signal, sys, time
 from pathlib import Path
 from recipes.stages import STAGE_TYPES
 
@@ -55,12 +55,12 @@ if where == "stage":
     run.__module__ = real.run.__module__  # the real stage's cache key
     STAGE_TYPES["quantize-dynamic"] = dataclasses.replace(real, run=run)
 else:
-    rmtree = shutil.rmtree
-    def blocking_rmtree(path, *args, **kwargs):
-        if ".old-" in Path(path).name:
+    replace = os.replace
+    def blocking_replace(src, dst):
+        if ".old-" in Path(src).name:  # the older result moved aside, on its way into the run cache
             block()
-        rmtree(path, *args, **kwargs)
-    shutil.rmtree = blocking_rmtree
+        replace(src, dst)
+    os.replace = blocking_replace
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started in the background
 from recipes.__main__ import main
 sys.exit(main(sys.argv[1:]))

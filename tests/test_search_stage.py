@@ -8,16 +8,16 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 
-from recipes.engine.runner import STATE_DIR, Runner
+from recipes.engine.runner import Runner
 from recipes.errors import RecipeValidationError
 from recipes.ml import distillation
 from recipes.ml.data import RecipeData
 from recipes.ml.modelio import load_classifier
 from recipes.plan.loader import load_recipe
+from recipes.runfolder import STATE_DIR
 
-from .tiny import tiny_bert
+from .tiny import clinc_dataset, tiny_bert, write_recipe
 
 ROWS = 150
 N_TRIALS = 4
@@ -38,14 +38,7 @@ def recipe(dataset_id: str, **search) -> dict:
     return {
         "name": "search-demo",
         "description": "four trials of a 1-layer student cut from a 2-layer tiny BERT",
-        "dataset": {
-            "id": dataset_id,
-            "config": "plus",
-            "label_column": "intent",
-            # Eval on the training rows: a tiny model can fit 150 rows of 151 intents, not generalise.
-            "splits": {"train": "train", "eval": "train", "test": "test"},
-            "max_samples": {"train": ROWS, "eval": ROWS, "test": 50},
-        },
+        "dataset": clinc_dataset(ROWS, ROWS, 50, eval_on_train=True, id=dataset_id),
         "models": {"teacher": "./teacher"},
         "stages": [
             {
@@ -66,9 +59,7 @@ def recipe(dataset_id: str, **search) -> dict:
 
 
 def write(folder, data) -> str:
-    path = folder / "search-demo.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return str(path)
+    return str(write_recipe(folder, data, "search-demo.yaml"))
 
 
 @pytest.fixture(scope="module")

@@ -14,29 +14,22 @@ import time
 import uuid
 
 import pytest
-import yaml
 
-from recipes.engine.runner import STATE_DIR, Runner
+from recipes.engine.runner import Runner
 from recipes.plan.loader import load_recipe
-from recipes.runfolder import pid_alive
+from recipes.runfolder import STATE_DIR, pid_alive
 
-from .tiny import REPO_ROOT, tiny_bert
+from .tiny import REPO_ROOT, clinc_dataset, tiny_bert, write_recipe
 
 POSTGRES_ENV = "RECIPES_TEST_POSTGRES_URL"
 
 
-def write_recipe(folder, clinc_dir, n_trials: int, epochs: int, **search) -> str:
+def search_recipe(folder, clinc_dir, n_trials: int, epochs: int, **search) -> str:
     tiny_bert(folder / "teacher", layers=2)
     recipe = {
         "name": "shared",
         "description": "a search that several processes share",
-        "dataset": {
-            "id": str(clinc_dir),
-            "config": "plus",
-            "label_column": "intent",
-            "splits": {"train": "train", "eval": "train", "test": "test"},
-            "max_samples": {"train": 150, "eval": 150, "test": 20},
-        },
+        "dataset": clinc_dataset(150, 150, 20, eval_on_train=True, id=str(clinc_dir)),
         "models": {"teacher": "./teacher"},
         "stages": [
             {
@@ -56,9 +49,7 @@ def write_recipe(folder, clinc_dir, n_trials: int, epochs: int, **search) -> str
             }
         ],
     }
-    path = folder / "shared.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return str(path)
+    return str(write_recipe(folder, recipe, "shared.yaml"))
 
 
 def cli(*args, log_path=None) -> subprocess.Popen:
@@ -76,9 +67,10 @@ def params_key(trial: dict) -> str:
     return json.dumps(trial["params"], sort_keys=True)
 
 
+@pytest.mark.timeout(600)  # a search killed midway, then resumed to its end
 def test_a_killed_search_resumes_to_exactly_n_trials(clinc_dir, tmp_path):
     n_trials = 4
-    path = write_recipe(tmp_path, clinc_dir, n_trials, epochs=2)
+    path = search_recipe(tmp_path, clinc_dir, n_trials, epochs=2)
     out = tmp_path / "out"
     proc = cli("run", path, "--output-dir", out, "--no-publish", log_path=tmp_path / "first.log")
     run_log = None
@@ -128,7 +120,7 @@ def share_study(tmp_path, clinc_dir, storage: str | None) -> tuple[dict, set[int
     """Two workers started first (they wait for the study), then the main run; returns the
     study's table and the workers' pids."""
     n_trials = 6
-    path = write_recipe(tmp_path, clinc_dir, n_trials, epochs=2, **({"storage": storage} if storage else {}))
+    path = search_recipe(tmp_path, clinc_dir, n_trials, epochs=2, **({"storage": storage} if storage else {}))
     out = tmp_path / "out"
     workers = [
         cli("worker", path, "--stage", "search", "--output-dir", out, "--threads", "1", "--wait-s", "180",
@@ -164,6 +156,7 @@ def assert_shared(study: dict, worker_pids: set[int]) -> None:
     assert pids & worker_pids and os.getpid() in pids, f"trials ran in {pids}: the processes did not share"
 
 
+@pytest.mark.timeout(600)  # a whole search, shared by three processes
 def test_workers_and_the_main_run_share_a_sqlite_study(clinc_dir, tmp_path):
     study, worker_pids = share_study(tmp_path, clinc_dir, storage=None)
     assert_shared(study, worker_pids)
@@ -171,7 +164,7 @@ def test_workers_and_the_main_run_share_a_sqlite_study(clinc_dir, tmp_path):
 
 
 def test_run_workers_starts_local_workers_and_ends_with_them(clinc_dir, tmp_path):
-    path = write_recipe(tmp_path, clinc_dir, n_trials=4, epochs=1)
+    path = search_recipe(tmp_path, clinc_dir, n_trials=4, epochs=1)
     run = Runner(output_root=tmp_path / "out", workers=3).run(load_recipe(path))
     text = (run.out_dir / "run.log").read_text()
     pids = [
@@ -206,6 +199,7 @@ def postgres_url():
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.mark.timeout(600)  # a whole search, shared by three processes
 def test_workers_and_the_main_run_share_a_postgres_study(clinc_dir, tmp_path, postgres_url):
     study, worker_pids = share_study(tmp_path, clinc_dir, storage=postgres_url)
     assert_shared(study, worker_pids)

@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from .tiny import CLINC_DIR, REPO_ROOT, tiny_bert
+from .tiny import REPO_ROOT, clinc_dataset, tiny_bert, write_recipe
 
 #: Accuracy gap allowed between the 2-process and the 1-process run of the tiny recipe, on its
 #: 96 training rows (a tiny model on 96 rows of 151 intents learns some of them and nothing of the eval split):
@@ -27,7 +26,11 @@ ACCURACY_TOLERANCE = 0.15
 #: means something.
 ACCURACY_FLOOR = 0.1
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on Linux")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on Linux"),
+    # the module fixture's two launches (up to 600 s each), within the first test's time limit
+    pytest.mark.timeout(1500),
+]
 
 
 def free_port() -> int:
@@ -36,18 +39,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_recipe(root: Path) -> Path:
+def kd_recipe(root: Path) -> Path:
     fast = {"epochs": 40, "learning_rate": 1.0e-2, "batch_size": 16}
     recipe = {
         "name": "kd",
         "description": "tiny teacher -> distil",
-        "dataset": {
-            "id": str(CLINC_DIR),
-            "config": "plus",
-            "label_column": "intent",
-            "oos_label": "oos",
-            "max_samples": {"train": 96, "eval": 64, "test": 32},
-        },
+        "dataset": clinc_dataset(96, 64, 32, oos_label="oos"),
         "models": {"base": str(tiny_bert(root / "bert", layers=4))},
         "stages": [
             {"name": "teacher", "type": "finetune", "input": "base", **fast},
@@ -56,9 +53,7 @@ def write_recipe(root: Path) -> Path:
             {"name": "sparse", "type": "prune-magnitude", "input": "student", "sparsity": 0.5, "epochs": 1},
         ],
     }
-    path = root / "kd.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    return write_recipe(root, recipe, "kd.yaml")
 
 
 def launch(recipe: Path, out: Path, nproc: int, extra_path: Path | None = None) -> subprocess.CompletedProcess:
@@ -114,7 +109,7 @@ def train_accuracy(recipe: Path, model_dir: Path) -> float:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, clinc_dir):
     root = tmp_path_factory.mktemp("torchrun")
-    recipe = write_recipe(root)
+    recipe = kd_recipe(root)
     single = launch(recipe, root / "single", 1)
     assert single.returncode == 0, single.stderr[-4000:]
     multi = launch(recipe, root / "multi", 2)
@@ -173,7 +168,7 @@ if os.environ.get("RANK") == "1":
 
 
 def test_a_stage_failing_on_one_rank_stops_all_with_one_error(tmp_path, clinc_dir):
-    recipe = write_recipe(tmp_path)
+    recipe = kd_recipe(tmp_path)
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)

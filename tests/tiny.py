@@ -1,9 +1,12 @@
-"""Tiny models for tests: a BERT with hidden size 32 and the real MiniLM (uncased) vocabulary."""
+"""The tests' shared builders: tiny models (a BERT with hidden size 32 and the real MiniLM (uncased)
+vocabulary), the CLINC dataset section of a recipe, and recipe files."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLINC_DIR = REPO_ROOT / "data" / "clinc_oos"
@@ -51,22 +54,35 @@ def tiny_bert_with_labels(out_dir: Path, dataset: dict) -> Path:
     return model_dir
 
 
+def clinc_dataset(
+    train: int | None = None, eval: int | None = None, test: int | None = None, eval_on_train: bool = False, **fields
+) -> dict:
+    """A recipe's ``dataset:`` section for CLINC150 (config ``plus``, labels in ``intent``): the
+    repository's copy unless ``id`` is given (``"clinc_oos"``: the seeded local Hub's). ``max_samples``
+    holds the split sizes given, and is left out when none is; other ``fields`` (``oos_label``, ...)
+    are added as given. ``eval_on_train``: evaluate on the training split's rows, for tests that need
+    training to move accuracy (a tiny model can fit a few hundred rows of 151 intents, not generalise)."""
+    section = {"id": str(CLINC_DIR), "config": "plus", "label_column": "intent", **fields}
+    if eval_on_train:
+        section["splits"] = {"train": "train", "eval": "train", "test": "test"}
+    counts = {split: n for split, n in (("train", train), ("eval", eval), ("test", test)) if n is not None}
+    return {**section, "max_samples": counts} if counts else section
+
+
+def write_recipe(folder: Path, recipe: dict, name: str = "recipe.yaml") -> Path:
+    """``recipe`` written as YAML, in its own key order, to ``folder/name``."""
+    path = Path(folder) / name
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
 def quantize_recipe(folder: Path) -> Path:
     """A one-stage recipe (PyTorch dynamic int8 of a tiny BERT, 8 CLINC rows): cheap to run often."""
-    import yaml
-
     recipe = {
         "name": "q",
         "description": "int8 of a tiny BERT.",
-        "dataset": {
-            "id": str(CLINC_DIR),
-            "config": "plus",
-            "label_column": "intent",
-            "max_samples": {"train": 8, "eval": 8, "test": 8},
-        },
+        "dataset": clinc_dataset(8, 8, 8),
         "models": {"base": str(tiny_bert(folder / "bert"))},
         "stages": [{"name": "quantize", "type": "quantize-dynamic", "input": "base"}],
     }
-    path = folder / "q.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    return write_recipe(folder, recipe, "q.yaml")

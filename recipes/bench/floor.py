@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ml.modelio import Classifier, register_loader, write_format
+from ..ml.modelio import Classifier, register_loader
+from ..runfolder import write_format
 
 FORMAT = "bench-floor"
 MODEL_TYPE = "bench-floor"

@@ -7,30 +7,34 @@ of the train split. A query costs a tokenization, a mean of looked-up rows and o
 product: no transformer at all. Needs the ``bench`` extra (``pip install -e '.[bench]'``:
 ``model2vec[distill]``, ``scikit-learn``); :func:`missing` says what is not installed.
 
-Folder (``save_peer``)::
+Folder (:func:`build_peer`)::
 
-    static/           the StaticModel (model.safetensors, tokenizer.json, config.json)
-    classifier.npz    the logistic regression: coef, intercept, classes
-    peer.json         how it was made (backbone, pca_dims, C, train rows)
+    static/              the StaticModel (model.safetensors, tokenizer.json, config.json)
+    classifier.npz       the logistic regression: coef, intercept, classes
+    peer.json            how it was made (backbone, pca_dims, C, train rows)
+    model_format.json    format ``model2vec+logreg``: :func:`recipes.ml.modelio.load_classifier` loads it
+                         (once this module registered the loader), like every benchmarked model
 
 Example::
 
-    from recipes.bench.peer import build_peer, load_peer
+    from recipes.bench.peer import build_peer
+    from recipes.ml.modelio import load_classifier
 
     folder = build_peer("sentence-transformers/all-MiniLM-L6-v2", texts, labels, "outputs/bench/peer")
-    peer = load_peer(folder, threads=2)
-    peer.serve("What is the pin number for my account?")   # array([label id])
+    peer = load_classifier(folder, threads=2)                # a Classifier, as every row is
+    peer.make_pipeline()("What is the pin number for my account?")   # array([label id])
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from ..ml.modelio import Classifier, register_loader
+from ..runfolder import write_format
 
 FORMAT = "model2vec+logreg"
 STATIC_DIR = "static"
@@ -82,25 +86,25 @@ def build_peer(
         "train_rows": len(texts),
     }
     (out_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    write_format(out_dir, FORMAT, list(WEIGHT_FILES))
     return out_dir
 
 
-@dataclass
-class Peer:
-    """A loaded peer: ``predict`` label ids for a batch, ``serve`` one query as a user would."""
+class PeerClassifier(Classifier):
+    """The peer as every benchmarked model is served: logits (the logistic regression's decision
+    function) for a batch, and ``make_pipeline()``, one query's encode + predict."""
 
-    static: Any  # model2vec.StaticModel
-    classifier: Any  # sklearn LogisticRegression
-    runtime: dict
-
-    def predict(self, texts: list[str]) -> np.ndarray:
-        return self.classifier.predict(np.asarray(self.static.encode(list(texts)), dtype=np.float32))
-
-    def serve(self, query: str):
-        return self.classifier.predict(np.asarray(self.static.encode([query]), dtype=np.float32))
+    def logits(self, texts: list[str], batch_size: int = 64, **unused) -> np.ndarray:
+        """One column per label id (a label the regression never saw gets -inf)."""
+        static, classifier = self.model
+        scores = classifier.decision_function(np.asarray(static.encode(list(texts)), dtype=np.float32))
+        out = np.full((len(texts), int(classifier.classes_.max()) + 1), -np.inf, dtype=np.float32)
+        out[:, classifier.classes_] = scores
+        return out
 
 
-def load_peer(folder: Path, threads: int) -> Peer:
+@register_loader(FORMAT, preload=("model2vec", "sklearn.linear_model"))
+def load_peer(folder: Path, threads: int) -> PeerClassifier:
     """The peer saved in ``folder``. It runs on numpy: the caller limits its BLAS threads
     (``threadpoolctl.threadpool_limits(threads)``), as the benchmark does for every row."""
     from model2vec import StaticModel
@@ -112,15 +116,14 @@ def load_peer(folder: Path, threads: int) -> Peer:
     clf = LogisticRegression()
     clf.coef_, clf.intercept_, clf.classes_ = saved["coef"], saved["intercept"], saved["classes"]
     clf.n_features_in_ = clf.coef_.shape[1]
-    return Peer(static, clf, {"engine": "numpy (model2vec + scikit-learn)", "blas_threads": threads})
 
+    def serve(query: str):
+        return clf.predict(np.asarray(static.encode([query]), dtype=np.float32))
 
-def size_mb(folder: Path) -> dict[str, float]:
-    """Raw and gzip size of the peer's weights (embedding table + classifier)."""
-    from ..ml.pruning import gzip_size_mb
-
-    files = [Path(folder) / name for name in WEIGHT_FILES]
-    return {
-        "size_mb": sum(f.stat().st_size for f in files) / 2**20,
-        "size_gzip_mb": sum(gzip_size_mb(f) for f in files),
-    }
+    return PeerClassifier(
+        model=(static, clf),
+        tokenizer=None,
+        format=FORMAT,
+        make_pipeline=lambda: serve,
+        runtime={"engine": "numpy (model2vec + scikit-learn)", "blas_threads": threads},
+    )

@@ -22,7 +22,7 @@ what is cached, holds the lock and writes the folders, training stages train on 
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import logging
 import os
 import shutil
@@ -67,45 +67,18 @@ log = logging.getLogger("recipes")
 #: Publishes a finished run folder and returns a URL; given by the entry point (e.g. hubtools).
 Publisher = Callable[[Path], str]
 
-#: The run folder's subfolder of stage state folders (see :func:`state_dir`).
-STATE_DIR = ".state"
 
-
-def state_dir(folder: RunFolder, stage: str, fingerprint: str) -> Path:
-    """Where ``stage`` with this cache key keeps what a rerun resumes: ``.state/<stage>-<fp[:12]>``."""
-    return folder.path / STATE_DIR / f"{stage}-{fingerprint[:12]}"
-
-
-#: In a state folder: the cache key it belongs to, so that a run under another key can say
-#: why it does not resume the work left there (see :func:`open_state`).
-STATE_KEY_FILE = "key.json"
-
-
-def _state_folders(folder: RunFolder, stage: str) -> list[Path]:
-    """Every state folder of ``stage``, whatever its key."""
-    root = folder.path / STATE_DIR
-    if not root.is_dir():
-        return []
-    return [
-        path
-        for path in sorted(root.iterdir())
-        if path.name.rpartition("-")[0] == stage and len(path.name.rpartition("-")[2]) == 12
-    ]
-
-
-def open_state(folder: RunFolder, stage: str, fingerprint: str, key: dict) -> Path:
-    """Create the state folder of ``stage`` under this key (with the key in it) and warn about
-    work that an interrupted run under another key left, which this run does not resume: a
-    search interrupted before ``git pull`` or a library upgrade starts a new study, and the
-    log says why instead of leaving an hour of trials behind without a word."""
-    state = state_dir(folder, stage, fingerprint)
-    for other in _state_folders(folder, stage):
-        if other == state or all(p.name == STATE_KEY_FILE for p in other.iterdir()):
+def warn_left_work(folder: RunFolder, stage: str, fingerprint: str, key: dict) -> None:
+    """Warn about work an interrupted run under another cache key left in a state folder, which
+    this run does not resume: a search interrupted before ``git pull`` or a library upgrade
+    starts a new study, and the log says why instead of leaving an hour of trials behind
+    without a word."""
+    mine = folder.state_dir(stage, fingerprint)
+    for other in folder.state_dirs(stage):
+        if other == mine or not folder.holds_work(other):
             continue
-        try:
-            why = "; ".join(cachekey.key_changes(json.loads((other / STATE_KEY_FILE).read_text()), key))
-        except (OSError, ValueError):
-            why = "its cache key differs"
+        old_key = folder.state_key(other)
+        why = "; ".join(cachekey.key_changes(old_key, key)) if old_key else "its cache key differs"
         log.warning(
             "Stage %r: %s holds the work of an interrupted run under another cache key (%s); this run does "
             "not resume it and removes it when the stage finishes. To resume it instead, stop now and "
@@ -114,18 +87,6 @@ def open_state(folder: RunFolder, stage: str, fingerprint: str, key: dict) -> Pa
             other.relative_to(folder.path),
             why,
         )
-    state.mkdir(parents=True, exist_ok=True)
-    if not (state / STATE_KEY_FILE).is_file():
-        write_json(state / STATE_KEY_FILE, key)
-    return state
-
-
-def remove_state(folder: RunFolder, stage: str) -> None:
-    """Delete every state folder of ``stage`` (of this key and of older ones)."""
-    for path in _state_folders(folder, stage):
-        shutil.rmtree(path, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        (folder.path / STATE_DIR).rmdir()  # only when empty
 
 
 @dataclass
@@ -325,7 +286,19 @@ class Runner:
     # --- one stage -----------------------------------------------------------------------
 
     def _cached(self, folder: RunFolder, name: str, key: dict, fingerprint: str) -> tuple[StageRecord | None, str]:
-        """The stage's record if it can be reused as is; else None and why it reruns."""
+        """The stage's record if it can be reused as is (its folder, or a result of the run cache
+        made under this key, which then becomes its folder again); else None and why it reruns."""
+        record, why = self._current(folder, name, key, fingerprint)
+        if record is not None:
+            return record, ""
+        if folder.cached_result(name, fingerprint) is not None:
+            record = folder.restore_cached(name, fingerprint)
+            log.info("--- Stage %r: the run cache holds its result under this key (%s); restored it", name, why)
+            return record, ""
+        return None, why
+
+    @staticmethod
+    def _current(folder: RunFolder, name: str, key: dict, fingerprint: str) -> tuple[StageRecord | None, str]:
         if not folder.stage_dir(name).exists():
             return None, "new"
         try:
@@ -383,6 +356,9 @@ class Runner:
             log.info("--- Stage %r didn't change, skipping (cached, %s)", spec.name, folder.stage_dir(spec.name))
             return StageResult(spec.name, "cached", 0.0, record)
         log.info("--- Stage %r (%s) starting [%s]", spec.name, spec.type, "forced" if force and record else why)
+        problems = stage_type.input_problems(spec, {role: model.path for role, model in inputs.items()})
+        if problems:
+            raise RecipeValidationError("; ".join(problems))
         if not dist.is_main():
             return self._follow_stage(spec, stage_type, inputs, data, seed, force, folder, fingerprint)
         tmp_dir = folder.temp_dir(spec.name)
@@ -390,8 +366,9 @@ class Runner:
         try:  # from here on an error, Ctrl-C or SIGTERM leaves no temporary folder behind
             tmp_dir.mkdir(parents=True)
             if force:
-                remove_state(folder, spec.name)
-            open_state(folder, spec.name, fingerprint, key)
+                folder.remove_state(spec.name)
+            warn_left_work(folder, spec.name, fingerprint, key)
+            folder.open_state(spec.name, fingerprint, key)
             import transformers
 
             transformers.set_seed(seed)
@@ -415,7 +392,7 @@ class Runner:
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
-        remove_state(folder, spec.name)
+        folder.remove_state(spec.name)
         log.info("--- Stage %r finished in %.1f s", spec.name, wall)
         dist.broadcast(record)  # the other ranks wait for the finished folder
         return StageResult(spec.name, "ran", wall, record)
@@ -428,7 +405,7 @@ class Runner:
             threads=os.cpu_count() or 1,
             data=data,
             log=log,
-            state_dir=state_dir(folder, spec.name, fingerprint),
+            state_dir=folder.state_dir(spec.name, fingerprint),
             stage_id=f"{folder.recipe}.{spec.name}.{fingerprint[:16]}",
             resume=not force,
             workers=self.workers,
@@ -492,7 +469,7 @@ class Runner:
                     folder.stage_dir(earlier.name), f"stage:{record.content_fingerprint}"
                 )
         inputs, _key, fingerprint = self._key(spec, available, data, loaded.recipe.seed)
-        state = state_dir(folder, spec.name, fingerprint)
+        state = folder.state_dir(spec.name, fingerprint)
         ctx = StageContext(
             out_dir=state,
             inputs={role: model.path for role, model in inputs.items()},
@@ -536,6 +513,7 @@ class Runner:
                     inputs=s.record.inputs,
                     outputs=s.record.outputs,
                     metrics=s.record.metrics,
+                    publishing=dataclasses.asdict(STAGE_TYPES[s.record.type].publishing),
                 ).__dict__
                 for s in run.stages
             ],

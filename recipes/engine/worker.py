@@ -2,8 +2,9 @@
 
 A worker plans RECIPE with the same ``--set`` items as the main run (``python -m recipes run
 RECIPE ...``), finds the stage, its inputs and its cache key as the main run does
-(:meth:`recipes.engine.runner.Runner.join`) and joins its work: for ``search-distill``, the Optuna
-study named after that key, in the storage the recipe names (SQLite in the stage's state
+(:meth:`recipes.engine.runner.Runner.join`) and joins its work, as the stage type declares it
+(``register(..., join=...)``): for a search, the Optuna study named after that key, in the
+storage the recipe names (SQLite in the stage's state
 folder by default, so a worker on this machine needs nothing more; a PostgreSQL URL for other
 machines). It runs trials until the study has ``n_trials`` and exits. It never writes the
 stage's output or the run folder's records, and takes no lock: the main run does both.
@@ -21,16 +22,6 @@ from ..plan.planning import make_plan
 log = logging.getLogger("recipes")
 
 
-def _search_work(spec, ctx, wait_s: float) -> int:
-    from ..stages.search import work
-
-    return work(spec, ctx, wait_s=wait_s)
-
-
-#: Stage types whose work other processes can share -> what a worker runs.
-JOINABLE = {"search-distill": _search_work}
-
-
 def run_worker(
     recipe: str,
     stage: str,
@@ -44,14 +35,17 @@ def run_worker(
     with ``overrides``; return the number of trials this process ran."""
     from pathlib import Path
 
+    from ..stages import STAGE_TYPES
     from .runner import Runner
     from .threads import restore_torch_threads
 
     plan = make_plan(str(recipe), list(overrides))
     spec, ctx = Runner(output_root=Path(output_dir)).join(plan, stage, recipe_name, threads)
-    if spec.type not in JOINABLE:
+    join = STAGE_TYPES[spec.type].join
+    if join is None:
+        joinable = sorted(name for name, t in STAGE_TYPES.items() if t.join is not None)
         raise RecipeValidationError(
-            f"--stage {stage}: a {spec.type!r} stage runs in one process; workers can join: {', '.join(JOINABLE)}"
+            f"--stage {stage}: a {spec.type!r} stage runs in one process; workers can join: {', '.join(joinable)}"
         )
     import torch
     import transformers
@@ -61,7 +55,7 @@ def run_worker(
         transformers.set_seed(ctx.seed)
         log.info("Worker for stage %r (%s), %d thread(s), study %s", stage, spec.type, ctx.threads, ctx.stage_id)
         try:
-            return JOINABLE[spec.type](spec, ctx, wait_s)
+            return join(spec, ctx, wait_s)
         except (StageFailedError, RecipeValidationError):
             raise
         except ValueError as err:

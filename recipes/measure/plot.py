@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+from collections.abc import Callable
 
 #: Point area (points^2) per MB, and the smallest area a point gets.
 AREA_PER_MB = 6.0
@@ -33,16 +34,21 @@ PUBLISHED_COLOR = "crimson"
 LABEL_BOX = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
 
 
-def pareto_front(rows: list[dict]) -> list[dict]:
+def mean_latency(row: dict) -> float:
+    """A benchmark row's mean batch-1 latency in the one process that measured every row."""
+    return row["latency_ms"]["mean"]
+
+
+def pareto_front(rows: list[dict], latency: Callable[[dict], float] = mean_latency) -> list[dict]:
     """The rows no other row beats on both axes of the plot (at least as accurate and as fast,
     better in one), fastest first: the best accuracy each latency budget buys."""
 
     def beats(a: dict, b: dict) -> bool:
-        acc_a, acc_b, lat_a, lat_b = a["accuracy"], b["accuracy"], a["latency_ms"]["mean"], b["latency_ms"]["mean"]
+        acc_a, acc_b, lat_a, lat_b = a["accuracy"], b["accuracy"], latency(a), latency(b)
         return acc_a >= acc_b and lat_a <= lat_b and (acc_a > acc_b or lat_a < lat_b)
 
     front = [r for r in rows if not any(beats(o, r) for o in rows if o is not r)]
-    return sorted(front, key=lambda r: (r["latency_ms"]["mean"], r["accuracy"]))
+    return sorted(front, key=lambda r: (latency(r), r["accuracy"]))
 
 
 def _label_offsets(points: list[tuple[float, float]]) -> list[float]:
@@ -85,9 +91,11 @@ def accuracy_latency_figure(
     published: str | None = None,
     title: str | None = None,
     front: bool = True,
+    latency: Callable[[dict], float] = mean_latency,
+    xlabel: str = "mean latency per query (ms, batch 1)",
 ):
     """The figure of ``rows`` (``benchmark.json`` rows: ``name``, ``accuracy``, ``size_mb``,
-    ``latency_ms.mean``): x = mean latency (ms), y = accuracy, point area = size. The
+    ``latency_ms.mean``): x = ``latency(row)`` (ms), y = accuracy, point area = size. The
     ``published`` model is circled, the ``baseline`` labelled, and with ``front`` the Pareto front
     on these axes (:func:`pareto_front`) is drawn as a step line.
 
@@ -98,7 +106,7 @@ def accuracy_latency_figure(
     fig = _figure_class()(figsize=(7.5, 5), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    xs = [r["latency_ms"]["mean"] for r in rows]
+    xs = [latency(r) for r in rows]
     ys = [r["accuracy"] for r in rows]
     areas = [max(MIN_AREA, AREA_PER_MB * r["size_mb"]) for r in rows]
     ax.scatter(
@@ -129,10 +137,10 @@ def accuracy_latency_figure(
     log_x = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 20
     if log_x:
         ax.set_xscale("log")
-    best = pareto_front(rows) if front and len(rows) > 1 else []
+    best = pareto_front(rows, latency) if front and len(rows) > 1 else []
     if len(best) > 1:
         ax.step(
-            [r["latency_ms"]["mean"] for r in best],
+            [latency(r) for r in best],
             [r["accuracy"] for r in best],
             where="post",
             color="grey",
@@ -162,7 +170,7 @@ def accuracy_latency_figure(
             bbox=LABEL_BOX,  # a line of the front that passes under a label does not cross its text
             zorder=5,
         )
-    ax.set_xlabel("mean latency per query (ms, batch 1)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy")
     ax.set_title(title or "Accuracy vs latency (point area = size in MB)", fontsize=10)
     ax.grid(True, alpha=0.3)

@@ -128,6 +128,37 @@ def teacher_logits(teacher, dataset, collator, batch_size: int = 64) -> np.ndarr
     return np.concatenate(out)
 
 
+def load_teacher(model_dir, label_names: list[str]):
+    """The frozen teacher classifier of ``model_dir`` and its tokenizer; a teacher that predicts
+    another number of labels than the dataset has is refused (distil from one fine-tuned on it)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    if teacher.config.num_labels != len(label_names):
+        raise ValueError(
+            f"the teacher has {teacher.config.num_labels} labels but the dataset has {len(label_names)}: "
+            "distil from a teacher fine-tuned on this dataset"
+        )
+    return teacher, AutoTokenizer.from_pretrained(model_dir)
+
+
+def logits_of_rows(teacher, tokenizer, rows, max_length: int) -> np.ndarray:
+    """The teacher's logits for rows with a ``text`` column, tokenized its way, in row order."""
+    from transformers import DataCollatorWithPadding
+
+    from .data import tokenize
+
+    return teacher_logits(teacher, tokenize(rows, tokenizer, max_length), DataCollatorWithPadding(tokenizer))
+
+
+def with_teacher_logits(rows, logits: np.ndarray, tokenizer, max_length: int):
+    """``rows`` tokenized by the student's ``tokenizer``, each carrying its teacher logits: what a
+    :class:`DistillationTrainer` trains on."""
+    from .data import tokenize
+
+    return tokenize(rows, tokenizer, max_length).add_column(TEACHER_LOGITS, [row.tolist() for row in logits])
+
+
 _LAYER_KEY = re.compile(r"^(.*\.layer\.)(\d+)(\..*)$")
 
 

@@ -8,7 +8,6 @@ dynamic int8 and ONNX Runtime models, so the benchmark treats them all alike.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,39 +15,11 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_FILE = "model_format.json"
-PYTORCH = "pytorch"
+from ..runfolder import PYTORCH, read_format, write_format
+
 PYTORCH_DYNAMIC_INT8 = "pytorch-dynamic-int8"
+ONNX = "onnx"
 QUANTIZED_STATE_FILE = "quantized_state_dict.pt"
-
-
-@dataclass
-class ModelFormat:
-    format: str
-    weights: list[str]  # files (relative to the folder) whose bytes are the model's size
-    extra: dict = field(default_factory=dict)
-
-
-def write_format(model_dir: Path, format: str, weights: list[str], **extra: Any) -> None:
-    payload = {"format": format, "weights": weights, **extra}
-    (Path(model_dir) / FORMAT_FILE).write_text(json.dumps(payload, indent=2) + "\n")
-
-
-def read_format(model_dir: Path) -> ModelFormat:
-    """The folder's format; a plain ``save_pretrained`` folder (e.g. a Hub snapshot) is PyTorch."""
-    path = Path(model_dir) / FORMAT_FILE
-    if path.exists():
-        data = json.loads(path.read_text())
-        return ModelFormat(data.pop("format"), data.pop("weights"), data)
-    weights = [p.name for p in Path(model_dir).glob("*.safetensors")] or [
-        p.name for p in Path(model_dir).glob("pytorch_model*.bin")
-    ]
-    return ModelFormat(PYTORCH, sorted(weights))
-
-
-def size_mb(model_dir: Path) -> float:
-    fmt = read_format(model_dir)
-    return sum((Path(model_dir) / name).stat().st_size for name in fmt.weights) / 2**20
 
 
 def save_pretrained_model(model, tokenizer, out_dir: Path) -> None:
@@ -95,22 +66,33 @@ class Classifier:
         return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
+def predictions(model, tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 64) -> np.ndarray:
+    """Argmax predictions of a PyTorch classifier on ``texts``."""
+    model.eval()
+    clf = Classifier(model=model, tokenizer=tokenizer, format=PYTORCH, make_pipeline=lambda: None)
+    logits = clf.logits(texts, batch_size=batch_size, max_length=max_length)
+    return logits.argmax(axis=-1) if len(logits) else np.zeros(0, dtype=int)
+
+
 Loader = Callable[[Path, int], Classifier]
-#: format name -> loader(model_dir, threads). The ONNX loader registers in recipes.ml.onnxio.
+#: format name -> loader(model_dir, threads). The ONNX loader registers in recipes.ml.onnxio; a
+#: module that defines another format registers its loader when it is imported.
 LOADERS: dict[str, Loader] = {}
+#: format name -> the libraries its loader imports: a load time measured in a fresh process
+#: imports them first, so it is the model's load time, not the libraries' (recipes.measure.probe).
+PRELOAD: dict[str, tuple[str, ...]] = {}
 
 
-def register_loader(format: str) -> Callable[[Loader], Loader]:
+def register_loader(format: str, preload: tuple[str, ...] = ()) -> Callable[[Loader], Loader]:
     def decorator(fn: Loader) -> Loader:
         LOADERS[format] = fn
+        PRELOAD[format] = ("torch", "transformers", *preload)
         return fn
 
     return decorator
 
 
 def load_classifier(model_dir: Path, threads: int) -> Classifier:
-    from .. import onnxio  # noqa: F401  registers the "onnx" loader
-
     fmt = read_format(model_dir)
     if fmt.format not in LOADERS:
         raise ValueError(f"{model_dir}: unknown model format {fmt.format!r}; known: {sorted(LOADERS)}")
@@ -166,3 +148,59 @@ def load_pytorch_dynamic_int8(model_dir: Path, threads: int) -> Classifier:
     state = torch.load(Path(model_dir) / QUANTIZED_STATE_FILE, weights_only=True)
     model.load_state_dict(state)
     return _torch_classifier(model, AutoTokenizer.from_pretrained(model_dir), PYTORCH_DYNAMIC_INT8)
+
+
+def onnx_path(model_dir: Path) -> Path:
+    """The ``.onnx`` file of an ONNX stage folder; a clear error for any other format."""
+    fmt = read_format(model_dir)
+    if fmt.format != ONNX:
+        raise ValueError(
+            f"{model_dir} holds a {fmt.format!r} model, not an ONNX one; "
+            "put an export-onnx stage before this stage and take its output."
+        )
+    return Path(model_dir) / fmt.extra["file_name"]
+
+
+def session_options(threads: int):
+    """Explicit session settings, so ORT rows use the same thread budget as PyTorch rows."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+@register_loader(ONNX, preload=("optimum.onnxruntime", "optimum.pipelines"))
+def load_onnx(model_dir: Path, threads: int) -> Classifier:
+    """An ``ORTModelForSequenceClassification`` on ``threads`` intra-op threads (inter-op 1).
+
+    The settings stay readable on the loaded model:
+    ``clf.model.session.get_session_options().intra_op_num_threads``.
+    """
+    import torch
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from optimum.pipelines import pipeline
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(threads)  # the pipeline's pre/post-processing runs in torch
+    path = onnx_path(model_dir)
+    model = ORTModelForSequenceClassification.from_pretrained(
+        model_dir, file_name=path.name, session_options=session_options(threads)
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    used = model.session.get_session_options()
+    return Classifier(
+        model=model,
+        tokenizer=tokenizer,
+        format=ONNX,
+        make_pipeline=lambda: pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu"),
+        runtime={
+            "engine": "onnxruntime",
+            "intra_op_threads": used.intra_op_num_threads,
+            "inter_op_threads": used.inter_op_num_threads,
+            "execution_mode": "sequential",
+            "providers": model.session.get_providers(),
+        },
+    )

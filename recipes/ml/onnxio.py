@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParityError
-from .modelio import FORMAT_FILE, PYTORCH, Classifier, load_classifier, read_format, register_loader, write_format
+from ..runfolder import FORMAT_FILE, PYTORCH, read_format, write_format
+from .modelio import ONNX, load_classifier, onnx_path
 
-ONNX = "onnx"
 EXPORTED_FILE = "model.onnx"
 OPTIMIZED_FILE = "model_optimized.onnx"
 QUANTIZED_FILE = "model_quantized.onnx"
@@ -55,62 +55,6 @@ CONTRIB_DOMAIN = "com.microsoft"
 def write_onnx_format(model_dir: Path, file_name: str, **extra: Any) -> None:
     """Record ``file_name`` as the folder's model (its size is that file's bytes)."""
     write_format(model_dir, ONNX, [file_name], file_name=file_name, **extra)
-
-
-def onnx_path(model_dir: Path) -> Path:
-    """The ``.onnx`` file of an ONNX stage folder; a clear error for any other format."""
-    fmt = read_format(model_dir)
-    if fmt.format != ONNX:
-        raise ValueError(
-            f"{model_dir} holds a {fmt.format!r} model, not an ONNX one; "
-            "put an export-onnx stage before this stage and take its output."
-        )
-    return Path(model_dir) / fmt.extra["file_name"]
-
-
-def session_options(threads: int):
-    """Explicit session settings, so ORT rows use the same thread budget as PyTorch rows."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return options
-
-
-@register_loader(ONNX)
-def load_onnx(model_dir: Path, threads: int) -> Classifier:
-    """An ``ORTModelForSequenceClassification`` on ``threads`` intra-op threads (inter-op 1).
-
-    The settings stay readable on the loaded model:
-    ``clf.model.session.get_session_options().intra_op_num_threads``.
-    """
-    import torch
-    from optimum.onnxruntime import ORTModelForSequenceClassification
-    from optimum.pipelines import pipeline
-    from transformers import AutoTokenizer
-
-    torch.set_num_threads(threads)  # the pipeline's pre/post-processing runs in torch
-    path = onnx_path(model_dir)
-    model = ORTModelForSequenceClassification.from_pretrained(
-        model_dir, file_name=path.name, session_options=session_options(threads)
-    )
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    used = model.session.get_session_options()
-    return Classifier(
-        model=model,
-        tokenizer=tokenizer,
-        format=ONNX,
-        make_pipeline=lambda: pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu"),
-        runtime={
-            "engine": "onnxruntime",
-            "intra_op_threads": used.intra_op_num_threads,
-            "inter_op_threads": used.inter_op_num_threads,
-            "execution_mode": "sequential",
-            "providers": model.session.get_providers(),
-        },
-    )
 
 
 def save_config_and_tokenizer(src: Path, dst: Path) -> None:

@@ -27,7 +27,6 @@ recipe stage needs around them (see :mod:`recipes.stages.search` for the stage):
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -37,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..runfolder import pid_alive
+from ..runfolder import STUDY_DB, TrialsRecord, pid_alive
 
 #: Seconds between a running trial's heartbeats, and without one before it counts as dead.
 HEARTBEAT_S = 20
@@ -47,8 +46,6 @@ MAX_RETRIES = 2
 #: Seconds between looks at the study while other processes finish its last trials.
 POLL_S = 2.0
 #: The state folder's SQLite file, and what the stage output keeps of the study.
-STUDY_DB = "study.db"
-TRIALS_FILE = "trials.json"
 PLOTS = {
     "optimization_history": "Optimization history",
     "intermediate_values": "Eval metric after each epoch (pruned trials stop early)",
@@ -384,8 +381,7 @@ def write_outputs(study, out_dir: Path, record: dict, second: str | None, metric
             drawn = False
         if drawn:
             plots[name] = {"file": path.name, "title": title}
-    record = {**record, "plots": plots}
-    (out_dir / TRIALS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    TrialsRecord(**{**record, "plots": plots}).write(out_dir)
     optuna = _optuna()
     try:
         optuna.copy_study(

@@ -15,14 +15,26 @@ from .modelio import save_pretrained_model
 
 
 class TrainingSpec(StageSpec):
-    """Hyper-parameters common to every stage that trains with the HF Trainer."""
+    """Hyper-parameters of every stage that trains with the Hugging Face Trainer (AdamW, the
+    learning rate decaying linearly to 0 after the warm-up).
 
-    epochs: FiniteFloat = Field(3.0, gt=0, le=1000)
-    learning_rate: FiniteFloat = Field(5e-5, gt=0, le=1)
-    batch_size: BatchSize = 32
-    weight_decay: Fraction = 0.01
-    warmup_ratio: FiniteFloat = Field(0.0, ge=0, lt=1)
-    max_length: int = Field(128, ge=1, le=8192)
+    The model is evaluated on the eval split after every epoch (the stage record keeps the
+    per-epoch history and the last epoch's metrics); only the final model is saved. Training runs
+    on a GPU (or MPS) when there is one, else on the CPU. Under ``torchrun`` / ``accelerate
+    launch``, a stage that every rank runs trains data-parallel, and ``batch_size`` stays the
+    recipe's batch: each of the N processes takes ``batch_size // N`` of it.
+    """
+
+    epochs: FiniteFloat = Field(
+        3.0, gt=0, le=1000, description="Passes over the train split; a fraction trains part of the last one."
+    )
+    learning_rate: FiniteFloat = Field(5e-5, gt=0, le=1, description="Peak learning rate (AdamW).")
+    batch_size: BatchSize = Field(32, description="Training examples per optimizer step, over all processes.")
+    weight_decay: Fraction = Field(0.01, description="AdamW weight decay.")
+    warmup_ratio: FiniteFloat = Field(
+        0.0, ge=0, lt=1, description="Share of the training steps over which the learning rate rises from 0."
+    )
+    max_length: int = Field(128, ge=1, le=8192, description="Tokens per text; longer texts are truncated.")
 
 
 def classifier_with_dataset_labels(model_dir, data):

@@ -30,7 +30,7 @@ from ..errors import DatasetError, ModelSourceError, RecipeValidationError
 from ..ml.data import RecipeData
 from .labels import config_labels, refuse_other_labels
 from .loader import LoadedRecipe
-from .planning import Plan
+from .planning import Plan, make_plan
 from .schema import RecipeOutput
 from .sources import exists, hub_unreachable, is_repo_id, looks_local, read_config
 
@@ -161,3 +161,11 @@ def _refuse_unreachable_hub(plan: Plan) -> None:
             "shell, then HF_ENDPOINT=http://127.0.0.1:8080) or point HF_ENDPOINT at one, or give local folders "
             "(--set dataset.id=./my-data, --set models.base=./my-model)."
         )
+
+
+def load_plan(name_or_path: str, overrides: list[str] = ()) -> Plan:
+    """The plan of a recipe (a catalog name or a ``.yaml`` path) with ``--set`` items, held against
+    its data and models: what :func:`recipes.load` returns."""
+    plan = make_plan(str(name_or_path), list(overrides))
+    check_plan(plan)
+    return plan

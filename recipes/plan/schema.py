@@ -12,8 +12,7 @@ from typing import Annotated, Union
 from pydantic import Discriminator, Field, PositiveInt, Tag, field_validator, model_validator
 
 from ..stages import STAGE_TYPES
-from ..stages.base import StrictSpec
-from ..stages.ort_quantize import onnx_stage_problems
+from ..stages.base import StrictSpec, format_hint, format_names
 from .bounds import Description, Name, Seed, Source, Text
 from .sources import REPO_ID_RULES, is_repo_id
 
@@ -91,6 +90,29 @@ def _stage_union():
 StageEntry = _stage_union()
 
 
+def format_problems(recipe) -> list[str]:
+    """Stages of one recipe that take an earlier stage's model in a format their type does not take
+    (the registry's ``accepts`` and ``makes``), or one their spec refuses (:meth:`StageSpec.source_problem`:
+    quantizing twice, an fp16 graph ...). Models from ``models:`` are checked when the stage runs."""
+    problems = []
+    for i, stage in enumerate(recipe.stages):
+        stage_type = STAGE_TYPES[stage.type]
+        for role, ref in stage.refs().items():
+            if ref not in recipe.stage_names[:i]:
+                continue
+            source = recipe.stage(ref)
+            where = f"stage {stage.name!r} ({stage.type}) {role} {ref!r} ({source.type})"
+            made = STAGE_TYPES[source.type].makes
+            if stage_type.accepts is not None and made is not None and made not in stage_type.accepts:
+                problems.append(
+                    f"{where}: {stage.type} takes {format_names(stage_type.accepts)}; {ref!r} makes "
+                    f"{format_names((made,))}: {format_hint(stage_type.accepts, ref)}"
+                )
+            elif problem := stage.source_problem(role, source):
+                problems.append(f"{where}: {problem}")
+    return problems
+
+
 class Recipe(StrictSpec):
     name: Name
     description: Description
@@ -130,7 +152,7 @@ class Recipe(StrictSpec):
                 elif ref in self.stage_names and not self.stage(ref).produces_model:
                     problems.append(f"stage {stage.name!r} {role} refers to {ref!r}, which makes no model")
             known.add(stage.name)
-        problems += onnx_stage_problems(self)
+        problems += format_problems(self)
         if self.publish is not None and self.publish.model is not None and self.publish.model not in known:
             problems.append(f"publish.model {self.publish.model!r} is not a model; allowed: {sorted(known)}")
         if problems:

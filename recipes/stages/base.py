@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..plan.bounds import Name
+from ..runfolder import NOT_PUBLISHED, PYTORCH, Publishing, read_format
 
 
 class StrictSpec(BaseModel):
@@ -55,6 +56,17 @@ class StageSpec(StrictSpec):
         """Roles whose model must already classify the dataset's labels (checked before any
         training); a model that gets a new head (a fine-tuning base, a student) is not one."""
         return set(self.refs())
+
+    def output_traits(self) -> dict[str, str]:
+        """What a later stage may need to know of the model this stage writes, beyond its format:
+        trait -> the setting that gives it (``{"int8": "int8"}``, ``{"fp16": "fp16: true"}``); see
+        :meth:`source_problem`."""
+        return {}
+
+    def source_problem(self, role: str, source: StageSpec) -> str | None:
+        """Why this stage cannot take the model that the earlier stage ``source`` of the same
+        recipe writes, beyond its format (which the registry's ``accepts`` covers); None if it can."""
+        return None
 
 
 @dataclass
@@ -101,83 +113,103 @@ TRAINING_LIBRARIES = ("torch", "transformers", "accelerate", "datasets", "tokeni
 ONNX_LIBRARIES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime")
 
 
-#: The Hub's ``base_model_relation`` values a stage type may declare, strongest change first:
-#: a model whose line holds a fine-tune and a quantization is a fine-tune of its base.
-RELATIONS = ("finetune", "merge", "adapter", "quantized")
-
-
-@dataclass(frozen=True)
-class Publishing:
-    """What a stage type's model means on a model card and in a published Hub repo.
-
-    Each stage module declares one and passes it to :func:`register`; ``hubtools`` reads it
-    through :data:`STAGE_TYPES` and knows no stage type by name, so a new stage type needs no
-    edit there (only, if it brings a new way to load a model, a card partial).
-
-    ``tag``
-        Card tag of a recipe that uses the type (``"quantization"``), or None.
-    ``relation``
-        What the type makes of its input, as the Hub's ``base_model_relation`` (one of
-        :data:`RELATIONS`): ``"finetune"`` for a stage that trains weights, ``"quantized"``
-        for one that only quantizes them; None for a conversion (an ONNX export).
-    ``phrase``
-        The card's line-of-descent text for a model it made; ``{field}`` is a field of the
-        stage's spec: ``"distilled from `{input}`"``. Empty: a generic phrase.
-    ``repo_dir``
-        Where its model's weight files (its ``model_format.json`` ``weights``) go in the
-        repo: ``""`` the root, for PyTorch fp32 that ``pipeline(model=repo_id)`` loads (its
-        config and tokenizer come along); a folder (``"onnx"``); None: never published (it
-        makes no model, or none a user would load).
-    ``usage``
-        The card partial, under ``cards/partials/``, that shows how to load its model from
-        ``repo_dir`` (``"usage/onnx.md.j2"``), or None.
-    """
-
-    tag: str | None = None
-    relation: str | None = None
-    phrase: str = ""
-    repo_dir: str | None = None
-    usage: str | None = None
-
-    def __post_init__(self):
-        if self.relation is not None and self.relation not in RELATIONS:
-            raise ValueError(f"relation {self.relation!r} is not a base_model_relation; allowed: {RELATIONS}")
-        if self.usage is not None and self.repo_dir is None:
-            raise ValueError("a usage partial needs a repo_dir: the snippet loads the model from there")
-        if self.repo_dir and (self.repo_dir.startswith(("/", ".")) or "\\" in self.repo_dir):
-            raise ValueError(f"repo_dir {self.repo_dir!r} must be a relative folder of the repo, e.g. 'onnx'")
-
-
-#: A stage type that publishes nothing and adds nothing to the card (the benchmark).
-NOT_PUBLISHED = Publishing()
+#: What a worker process does when it joins a stage (``python -m recipes worker``):
+#: ``join(spec, ctx, wait_s) -> summary``.
+JoinFn = Callable[[Any, StageContext, float], dict]
 
 
 @dataclass(frozen=True)
 class StageType:
+    """A registered stage type: everything the rest of the project asks about it.
+
+    ``spec``/``run``: its settings and what it does. ``libraries``: the distributions whose
+    versions shape its output (part of its cache key). ``publishing``: what the card and the push
+    take from it (:class:`~recipes.runfolder.Publishing`; the runner copies it into ``run.json``).
+    ``accepts``: the model formats its model inputs may have (None: any); ``makes``: the format
+    of the model it writes (None: it writes no model). ``join``: the work another process does
+    on the same stage (:mod:`recipes.engine.worker`), or None when the stage runs in one process.
+    """
+
     spec: type[StageSpec]
     run: StageFn
     libraries: tuple[str, ...] = ()
     publishing: Publishing = NOT_PUBLISHED
+    accepts: tuple[str, ...] | None = (PYTORCH,)
+    makes: str | None = PYTORCH
+    join: JoinFn | None = None
+
+    def input_problems(self, spec: StageSpec, inputs: dict[str, Path]) -> list[str]:
+        """Why the model folders given to ``spec`` (role -> folder) have formats it does not take."""
+        if self.accepts is None:
+            return []
+        problems = []
+        for role, folder in sorted(inputs.items()):
+            found = read_format(folder).format
+            if found not in self.accepts:
+                problems.append(
+                    f"{spec.type} takes {format_names(self.accepts)} as its {role}; {spec.refs()[role]!r} is a "
+                    f"{found!r} model: {format_hint(self.accepts, spec.refs()[role])}"
+                )
+        return problems
 
 
-#: The stage registry: ``type`` in a recipe -> (spec class, run function).
+#: The stage registry: ``type`` in a recipe -> :class:`StageType`. Filled as the stage modules are
+#: imported (:mod:`recipes.stages` finds them), each by its own :func:`register`.
 STAGE_TYPES: dict[str, StageType] = {}
+
+#: How messages name a model format.
+FORMAT_NAMES = {
+    PYTORCH: "a PyTorch fp32 model",
+    "onnx": "an ONNX model",
+    "pytorch-dynamic-int8": "a PyTorch int8 model",
+}
+
+
+def format_names(formats: tuple[str, ...]) -> str:
+    return " or ".join(FORMAT_NAMES.get(f, f"a {f!r} model") for f in formats)
+
+
+def format_hint(accepts: tuple[str, ...], ref: str) -> str:
+    """How to give a stage a model of a format it takes, from what the registered types make."""
+    if PYTORCH in accepts:
+        return "run it on the PyTorch fp32 model, before exporting or quantizing"
+    makers = sorted(
+        name for name, t in STAGE_TYPES.items() if t.makes in accepts and t.accepts and PYTORCH in t.accepts
+    )
+    if makers:
+        article = "an" if makers[0][0] in "aeiou" else "a"
+        return f"add {article} {' or '.join(makers)} stage with input {ref!r} and take its model"
+    return f"give it {format_names(accepts)}"
 
 
 def register(
-    type_name: str, spec: type[StageSpec], libraries: tuple[str, ...], publishing: Publishing = NOT_PUBLISHED
+    type_name: str,
+    spec: type[StageSpec],
+    libraries: tuple[str, ...],
+    publishing: Publishing = NOT_PUBLISHED,
+    *,
+    accepts: tuple[str, ...] | None = (PYTORCH,),
+    makes: str | None = PYTORCH,
+    join: JoinFn | None = None,
 ) -> Callable[[StageFn], StageFn]:
-    """Register ``run`` under ``type_name``; ``spec.type`` must be ``Literal[type_name]``.
-
-    ``libraries``: the distributions (as pip names them) whose versions shape the output; they
-    are part of the stage's cache key. ``publishing``: what the card and the push take from
-    the type (:class:`Publishing`).
-    """
+    """Register ``run`` under ``type_name``; ``spec.type`` must be ``Literal[type_name]``. The
+    arguments are the fields of :class:`StageType`: a stage module declares here everything
+    other code asks about its type, and no other module names the type."""
 
     def decorator(fn: StageFn) -> StageFn:
         if type_name in STAGE_TYPES:
             raise RuntimeError(f"stage type {type_name!r} registered twice")
-        STAGE_TYPES[type_name] = StageType(spec=spec, run=fn, libraries=tuple(libraries), publishing=publishing)
+        if (makes is None) == spec.produces_model:
+            raise RuntimeError(f"stage type {type_name!r}: makes={makes!r} but produces_model={spec.produces_model}")
+        STAGE_TYPES[type_name] = StageType(
+            spec=spec,
+            run=fn,
+            libraries=tuple(libraries),
+            publishing=publishing,
+            accepts=tuple(accepts) if accepts is not None else None,
+            makes=makes,
+            join=join,
+        )
         return fn
 
     return decorator

@@ -21,13 +21,22 @@ from .base import TRAINING_LIBRARIES, Publishing, StageContext, StageSpec, regis
 
 
 class CalibrateOosSpec(StageSpec):
-    """Add to ``input``'s out-of-scope logit the bias (from ``low`` to ``high`` by ``step``)
-    that maximizes ``objective`` on the eval split; the dataset must name its out-of-scope
-    label (``dataset.oos_label``). The max-probability threshold rule (call a row out of
-    scope when no intent reaches probability t) is measured alongside for comparison, but
-    only the bias can be folded into the weights. ``without_oos_label: pass`` lets a recipe made
-    for any dataset keep the stage: on a dataset with no ``oos_label`` it passes ``input`` on
-    unchanged (the catalog does this); the default refuses such a dataset at ``recipes check``.
+    """Choose the out-of-scope decision rule on the eval split and fold it into ``input``'s weights.
+
+    The rule adds a constant ``b`` to the out-of-scope logit, which moves the trade-off between
+    calling a query an intent and calling it out of scope. ``b`` is the value of the grid from
+    ``low`` to ``high`` by ``step`` that maximizes ``objective`` on the eval split (the smallest
+    one on ties); the test split is never looked at. Since the logit is ``W x + bias``, the stage
+    adds ``b`` to the classifier's bias for that label, so ``pipeline()``, the ONNX export and
+    int8 carry the rule unchanged, with no code. The max-probability threshold rule (call a row
+    out of scope when no intent reaches probability t) is measured alongside for comparison, but
+    only the bias can be folded into the weights. The record keeps ``b``, the eval metrics before
+    and after, the threshold rule's best and the grid's scores.
+
+    The dataset must name its out-of-scope label (``dataset.oos_label``). ``without_oos_label:
+    pass`` lets a recipe made for any dataset keep the stage: on a dataset with no ``oos_label``
+    it passes ``input`` on unchanged (the catalog does this); the default refuses such a dataset
+    at ``recipes check``.
 
     .. code-block:: yaml
 
@@ -44,9 +53,11 @@ class CalibrateOosSpec(StageSpec):
     objective: Literal["accuracy", "balanced"] = Field(
         "accuracy", description="accuracy, or balanced: the mean of in-scope accuracy and oos recall."
     )
-    low: FiniteFloat = Field(0.0, ge=-20, le=20)
-    high: FiniteFloat = Field(8.0, ge=-20, le=20)
-    step: FiniteFloat = Field(0.25, gt=0, le=10)
+    low: FiniteFloat = Field(0.0, ge=-20, le=20, description="Smallest bias tried, in logits.")
+    high: FiniteFloat = Field(8.0, ge=-20, le=20, description="Largest bias tried, in logits (at least `low`).")
+    step: FiniteFloat = Field(
+        0.25, gt=0, le=10, description="Distance between the biases tried; at most 10,000 of them."
+    )
     without_oos_label: Literal["error", "pass"] = Field(
         "error", description="On a dataset with no `oos_label`: error, or pass the model on unchanged."
     )
@@ -115,6 +126,7 @@ PUBLISHING = Publishing(
     repo_dir="",
     usage="usage/pytorch.md.j2",
     phrase="out-of-scope bias calibrated on the eval split ({objective})",
+    card_section="calibration",
 )
 
 
@@ -132,11 +144,6 @@ def run(spec: CalibrateOosSpec, ctx: StageContext) -> dict:
         return {"oos_bias": 0.0, "objective": spec.objective, "passed": "the dataset has no out-of-scope label"}
     eval_rows = ctx.data.split("eval")
     clf = load_classifier(ctx.inputs["input"], ctx.threads)
-    if clf.format != "pytorch":
-        raise ValueError(
-            f"calibrate-oos takes a PyTorch fp32 model; {spec.input!r} is {clf.format}: calibrate first, "
-            "then export or quantize"
-        )
     logits = clf.logits(list(eval_rows["text"]), desc="Eval logits")
     labels = np.asarray(eval_rows["label"])
     bias, scores = choose_bias(logits, labels, oos_id, spec.grid, spec.objective)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from typing import ClassVar, Literal
 
@@ -17,26 +18,47 @@ LayersOf = Callable[[str], int | None]
 
 
 class AugmentSpec(StrictSpec):
-    """Teacher-labelled augmentation: ``copies`` perturbed versions of each training text
-    (see :mod:`recipes.ml.augment`), trained on the teacher's soft targets only."""
+    """Teacher-labelled augmentation (TinyBERT-style, word level): ``copies`` perturbed versions
+    of each training text. Each word is, with probability ``word_prob``, changed by one of
+    ``ops`` drawn uniformly: ``mask`` (the tokenizer's mask token), ``delete``, ``swap`` (with the
+    next word) or ``neighbour`` (one of its nearest neighbours in the teacher's word-embedding
+    matrix). The copies carry no gold label: only the teacher's soft targets (the KL term) train
+    on them. Seeded by the recipe's seed, so the same texts give the same copies; only the train
+    split is augmented (see :mod:`recipes.ml.augment`)."""
 
     copies: int = Field(0, ge=0, le=20, description="Perturbed copies of each training text; 0: none.")
     word_prob: Fraction = Field(0.15, description="Chance that a word is perturbed.")
     ops: list[Op] = Field(
-        default_factory=lambda: list(OPS), min_length=1, description="Perturbations drawn from, uniformly."
+        default_factory=lambda: list(OPS),
+        min_length=1,
+        description="Perturbations drawn from, uniformly: mask, delete, swap, neighbour.",
     )
 
 
 class DistillSpec(TrainingSpec):
     """Distil ``input`` (the teacher) into a student on the train split.
 
-    loss = alpha * CE + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))
-           + hidden_weight * MSE(hidden states) + attention_weight * KL(attention maps).
     The student is either another model (``student:``, a key of ``models`` or an earlier
-    stage) or the teacher cut down to ``keep_layers`` (the DistilBERT trick). The layer
-    terms (TinyBERT, MiniLM) pair student layer i with teacher layer ``layer_map[i]``
-    (default: ``keep_layers``); with both weights 0 (the default) the loss is logits only.
-    ``augment.copies`` adds perturbed training texts labelled by the teacher alone.
+    stage, given a head for the dataset's labels) or the teacher cut down to the encoder layers
+    ``keep_layers`` (DistilBERT-style). The loss, with ``T`` the ``temperature``, is
+
+    ``alpha * CE + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))``
+
+    with ``reduction="batchmean"`` (the true KL per example; ``T^2`` keeps its gradients on the
+    cross-entropy's scale). The teacher is frozen, so its logits are computed once per training
+    example and cached: an epoch costs what a plain student epoch costs.
+
+    Beyond logits, ``hidden_weight`` adds the MSE between each student layer's output and its
+    teacher layer's (TinyBERT), ``attention_weight`` the KL between their self-attention
+    distributions (MiniLM), student layer i paired with teacher layer ``layer_map[i]``; both
+    average over the real tokens (padding never counts). The teacher then runs on each batch
+    (its hidden states are too big to cache), and a ``student`` model must tokenize as the
+    teacher does (and, for ``hidden_weight``, have its hidden size). Both 0 (the default) is
+    exactly the logits-only loss.
+
+    ``augment.copies: N`` adds N perturbed copies of each training text, trained on the
+    teacher's soft targets only. The record holds the eval metrics (last epoch and per epoch),
+    the student's layers and the training rows (original and augmented).
 
     .. code-block:: yaml
 
@@ -54,21 +76,37 @@ class DistillSpec(TrainingSpec):
     type: Literal["distill"]
     distributed: ClassVar[bool] = True  # every rank trains, data-parallel
     input: Text = Field(description="The teacher: a key of `models` or an earlier stage.")
-    student: Text | None = Field(None, description="Initial student: a key of `models` or an earlier stage.")
-    keep_layers: list[LayerIndex] | None = Field(
-        None, min_length=1, max_length=MAX_LAYERS, description="Teacher layers the student keeps."
+    student: Text | None = Field(
+        None, description="Initial student: a key of `models` or an earlier stage; set this or `keep_layers`."
     )
-    alpha: Fraction = 0.5
-    temperature: FiniteFloat = Field(2.0, gt=0, le=100)
-    hidden_weight: FiniteFloat = Field(0.0, ge=0, le=1000, description="Weight of the hidden-state MSE.")
-    attention_weight: FiniteFloat = Field(0.0, ge=0, le=1000, description="Weight of the attention-map KL.")
+    keep_layers: list[LayerIndex] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_LAYERS,
+        description="Teacher encoder layers (0-based, no repeats) the student is built from; set this or `student`.",
+    )
+    alpha: Fraction = Field(
+        0.5, description="Weight of the cross-entropy on the gold labels; 1 - alpha weighs the KL to the teacher."
+    )
+    temperature: FiniteFloat = Field(
+        2.0, gt=0, le=100, description="Softmax temperature T of the KL term; higher: softer targets."
+    )
+    hidden_weight: FiniteFloat = Field(
+        0.0, ge=0, le=1000, description="Weight of the hidden-state MSE (TinyBERT); 0: off."
+    )
+    attention_weight: FiniteFloat = Field(
+        0.0, ge=0, le=1000, description="Weight of the self-attention KL (MiniLM); 0: off."
+    )
     layer_map: list[LayerIndex] | None = Field(
         None,
         min_length=1,
         max_length=MAX_LAYERS,
-        description="Teacher layer of each student layer; default keep_layers.",
+        description="Teacher layer (0-based) of each student layer for the layer losses; default: "
+        "`keep_layers`; needed with a `student` model.",
     )
-    augment: AugmentSpec = AugmentSpec()
+    augment: AugmentSpec = Field(
+        AugmentSpec(), description="Teacher-labelled augmentation of the train split; default: none."
+    )
 
     @model_validator(mode="after")
     def _one_student(self):
@@ -95,6 +133,13 @@ class DistillSpec(TrainingSpec):
     @property
     def uses_layers(self) -> bool:
         return self.hidden_weight > 0 or self.attention_weight > 0
+
+    @classmethod
+    def of(cls, **fields) -> DistillSpec:
+        """A spec of this type from its fields, ``type`` filled in: what a stage that distils as part
+        of its own work (a search's trials, a pruning's recovery) runs."""
+        (own_type,) = typing.get_args(cls.model_fields["type"].annotation)
+        return cls.model_validate({**fields, "type": own_type})
 
     def refs(self) -> dict[str, str]:
         return {"input": self.input, **({"student": self.student} if self.student else {})}
@@ -146,20 +191,12 @@ PUBLISHING = Publishing(
 
 @register("distill", DistillSpec, libraries=TRAINING_LIBRARIES, publishing=PUBLISHING)
 def run(spec: DistillSpec, ctx: StageContext) -> dict:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+    from transformers import AutoTokenizer, DataCollatorWithPadding
 
-    from ..ml.data import tokenize
-    from ..ml.distillation import TEACHER_LOGITS, DistillationTrainer, student_from_teacher
+    from ..ml.distillation import DistillationTrainer, load_teacher, student_from_teacher, with_teacher_logits
 
     data = ctx.data
-    teacher_dir = ctx.inputs["input"]
-    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
-    if teacher.config.num_labels != len(data.label_names):
-        raise ValueError(
-            f"the teacher has {teacher.config.num_labels} labels but the dataset has "
-            f"{len(data.label_names)}: distil from a teacher fine-tuned on this dataset"
-        )
-    teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    teacher, teacher_tokenizer = load_teacher(ctx.inputs["input"], data.label_names)
     rows = training_rows(spec, ctx, teacher, teacher_tokenizer)
     logits = cached_teacher_logits(spec, ctx, teacher, teacher_tokenizer, rows)
 
@@ -171,7 +208,7 @@ def run(spec: DistillSpec, ctx: StageContext) -> dict:
     layers = layer_targets(spec, teacher, student, tokenizer, teacher_tokenizer) if spec.uses_layers else None
     if layers is None:
         del teacher
-    train = tokenize(rows, tokenizer, spec.max_length).add_column(TEACHER_LOGITS, [row.tolist() for row in logits])
+    train = with_teacher_logits(rows, logits, tokenizer, spec.max_length)
     trainer = DistillationTrainer(
         model=student,
         args=training_arguments(spec, ctx.out_dir / "_trainer", ctx.seed, remove_unused_columns=False),
@@ -234,10 +271,7 @@ def training_rows(spec: DistillSpec, ctx: StageContext, teacher, tokenizer):
 
 def cached_teacher_logits(spec: DistillSpec, ctx: StageContext, teacher, tokenizer, rows):
     """The teacher's logits for ``rows``, computed once per stage run (trials share them)."""
-    from transformers import DataCollatorWithPadding
-
-    from ..ml.data import tokenize
-    from ..ml.distillation import teacher_logits
+    from ..ml.distillation import logits_of_rows
 
     key = ("teacher_logits", str(ctx.inputs["input"]), spec.max_length, spec.augment.model_dump_json(), ctx.seed)
     if key not in ctx.memo:
@@ -245,10 +279,9 @@ def cached_teacher_logits(spec: DistillSpec, ctx: StageContext, teacher, tokeniz
 
         from ..engine import distributed
 
-        collator = DataCollatorWithPadding(tokenizer)
         if not distributed.enabled():
             ctx.log.info("Caching teacher logits for %d training examples", len(rows))
-            ctx.memo[key] = teacher_logits(teacher, tokenize(rows, tokenizer, spec.max_length), collator)
+            ctx.memo[key] = logits_of_rows(teacher, tokenizer, rows, spec.max_length)
         else:  # each rank its block of rows, then every rank all of them, in row order
             mine = distributed.shard(len(rows))
             ctx.log.info(
@@ -259,7 +292,7 @@ def cached_teacher_logits(spec: DistillSpec, ctx: StageContext, teacher, tokeniz
                 distributed.rank(),
                 distributed.world_size(),
             )
-            part = teacher_logits(teacher, tokenize(rows.select(mine), tokenizer, spec.max_length), collator)
+            part = logits_of_rows(teacher, tokenizer, rows.select(mine), spec.max_length)
             ctx.memo[key] = np.concatenate([p for p in distributed.all_gather(part) if len(p)])
     return ctx.memo[key]
 

@@ -12,9 +12,12 @@ from .base import TRAINING_LIBRARIES, Publishing, StageContext, register
 
 
 class FinetuneSpec(TrainingSpec):
-    """Fine-tune ``input`` (a Hub id, local path or earlier stage) on ``dataset``.
+    """Fine-tune ``input`` on the recipe's dataset (cross-entropy on the train split).
 
-    Labels come from the dataset's ClassLabel, so ``id2label`` names the intents.
+    ``input`` is a key of ``models`` (a Hub id or a local folder) or an earlier stage: an encoder
+    or a classifier. It gets a classification head for the dataset's labels (a head for another
+    number of labels is replaced by a new one); the labels come from the dataset's ClassLabel, so
+    ``id2label`` names the intents.
 
     .. code-block:: yaml
 

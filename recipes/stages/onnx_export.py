@@ -9,15 +9,18 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from ..ml.modelio import ONNX
 from ..plan.bounds import FiniteFloat, Fraction, Opset, SampleCount, Text
 from .base import ONNX_LIBRARIES, Publishing, StageContext, StageSpec, register
 
 
 class OnnxStageSpec(StageSpec):
-    """One input model; the output is checked against it on ``parity_samples`` eval rows.
+    """One input model; the output is checked against it on the first ``parity_samples`` eval rows.
 
-    The stage fails when the max absolute logit difference exceeds ``atol`` (null: only
-    recorded) or the argmax agreement falls below ``min_agreement``.
+    The parity check records the max absolute logit difference and the argmax agreement in the
+    stage record (``.stage.json``), and fails the stage, with the numbers, when the difference
+    exceeds ``atol`` (null: only recorded) or the agreement falls below ``min_agreement``. The
+    record also holds the opset, the graph's size and node count (and its input's).
     """
 
     input: Text = Field(description="Model to convert: a key of `models` or an earlier stage.")
@@ -56,19 +59,13 @@ class ExportOnnxSpec(OnnxStageSpec):
 PUBLISHING = Publishing(tag="onnx", phrase="exported to ONNX", repo_dir="onnx", usage="usage/onnx.md.j2")
 
 
-@register("export-onnx", ExportOnnxSpec, libraries=ONNX_LIBRARIES, publishing=PUBLISHING)
+@register("export-onnx", ExportOnnxSpec, libraries=ONNX_LIBRARIES, publishing=PUBLISHING, makes=ONNX)
 def run(spec: ExportOnnxSpec, ctx: StageContext) -> dict:
     from optimum.exporters.onnx import main_export
 
-    from ..ml.modelio import PYTORCH, read_format
     from ..ml.onnxio import EXPORTED_FILE, conclude_stage
 
     source = ctx.inputs["input"]
-    if read_format(source).format != PYTORCH:
-        raise ValueError(
-            f"export-onnx takes a PyTorch fp32 model; {spec.input!r} is {read_format(source).format!r}. "
-            "Export the fp32 model and quantize the ONNX graph with an ort-quantize stage instead."
-        )
     main_export(
         str(source),
         ctx.out_dir,

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from ..ml.modelio import ONNX
 from ..plan.bounds import NotBool
 from .base import ONNX_LIBRARIES, Publishing, StageContext, register
 from .onnx_export import OnnxStageSpec
@@ -33,8 +34,11 @@ class OrtOptimizeSpec(OnnxStageSpec):
 
     ONNX Runtime already applies these fusions when it loads a session, so expect little
     latency change on CPU; the stage records what it fused and the node counts.
-    A graph with fused (``com.microsoft``) operators can only be int8-quantized by
-    ``ort-quantize`` with ``engine: onnxruntime``; the recipe check says so.
+
+    Quantize/optimize order: a graph with fused (``com.microsoft``) operators (``level`` 2/99 or
+    ``transformers_fusions: true``) can only be int8-quantized by ``ort-quantize`` with
+    ``engine: onnxruntime`` (dynamic only); quantize the export instead, or set ``level: 1`` and
+    ``transformers_fusions: false``. ``recipes check`` refuses the combinations that cannot work.
 
     .. code-block:: yaml
 
@@ -50,19 +54,31 @@ class OrtOptimizeSpec(OnnxStageSpec):
     level: Annotated[Literal[1, 2, 99], NotBool] = Field(2, description="ORT graph optimization level: 1, 2 or 99.")
     transformers_fusions: bool = Field(True, description="Run the transformer-specific fusions too.")
     fp16: bool = Field(False, description="Convert weights to float16 (GPU inference; slower or unsupported on CPU).")
-    disable_gelu_fusion: bool = False
-    disable_layer_norm_fusion: bool = False
-    disable_attention_fusion: bool = False
-    disable_skip_layer_norm_fusion: bool = False
-    disable_bias_skip_layer_norm_fusion: bool = False
-    disable_bias_gelu_fusion: bool = False
-    disable_embed_layer_norm_fusion: bool = Field(True, description="EmbedLayerNormalization defeats quantization.")
+    disable_gelu_fusion: bool = Field(False, description="Do not fuse the Gelu subgraph into one Gelu.")
+    disable_layer_norm_fusion: bool = Field(False, description="Do not fuse LayerNormalization subgraphs.")
+    disable_attention_fusion: bool = Field(False, description="Do not fuse self-attention into Attention.")
+    disable_skip_layer_norm_fusion: bool = Field(
+        False, description="Do not fuse the residual Add + LayerNorm into SkipLayerNormalization."
+    )
+    disable_bias_skip_layer_norm_fusion: bool = Field(
+        False, description="Do not fold the bias Add into SkipLayerNormalization."
+    )
+    disable_bias_gelu_fusion: bool = Field(False, description="Do not fuse the bias Add + Gelu into BiasGelu.")
+    disable_embed_layer_norm_fusion: bool = Field(
+        True, description="Do not fuse the embeddings + LayerNorm into EmbedLayerNormalization (which defeats int8)."
+    )
     enable_gelu_approximation: bool = Field(False, description="Gelu -> FastGelu; changes logits slightly.")
 
     @property
     def fuses_contrib_ops(self) -> bool:
         """Whether the output may hold ONNX Runtime contrib (``com.microsoft``) operators."""
         return self.level >= 2 or self.transformers_fusions
+
+    def output_traits(self) -> dict[str, str]:
+        traits = {"fp16": "fp16: true"} if self.fp16 else {}
+        if self.fuses_contrib_ops:
+            traits["contrib-ops"] = f"level {self.level}" if self.level >= 2 else "transformers_fusions: true"
+        return traits
 
 
 #: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
@@ -74,12 +90,15 @@ PUBLISHING = Publishing(
 )
 
 
-@register("ort-optimize", OrtOptimizeSpec, libraries=ONNX_LIBRARIES, publishing=PUBLISHING)
+@register(
+    "ort-optimize", OrtOptimizeSpec, libraries=ONNX_LIBRARIES, publishing=PUBLISHING, accepts=(ONNX,), makes=ONNX
+)
 def run(spec: OrtOptimizeSpec, ctx: StageContext) -> dict:
     from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import OptimizationConfig
 
-    from ..ml.onnxio import OPTIMIZED_FILE, conclude_stage, onnx_path
+    from ..ml.modelio import onnx_path
+    from ..ml.onnxio import OPTIMIZED_FILE, conclude_stage
 
     source = onnx_path(ctx.inputs["input"])
     config = OptimizationConfig(

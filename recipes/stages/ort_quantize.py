@@ -11,7 +11,7 @@ Two engines, because neither covers every graph (optimum 2.1 / optimum-onnx 0.1 
   ``DefaultTensorType: FLOAT``, which quantizes fused graphs too (fused Attention becomes
   QAttention). Dynamic only, QInt8 weights.
 
-:func:`onnx_stage_problems` is the recipe-level rule that refuses the orders that cannot work.
+:meth:`OrtQuantizeSpec.source_problem` refuses, at ``recipes check``, the inputs that cannot work.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ..ml.modelio import ONNX
 from ..plan.bounds import Fraction, SampleCount
-from .base import ONNX_LIBRARIES, Publishing, StageContext, register
-from .onnx_export import ExportOnnxSpec, OnnxStageSpec
-from .ort_optimize import OrtOptimizeSpec
+from .base import ONNX_LIBRARIES, Publishing, StageContext, StageSpec, register
+from .onnx_export import OnnxStageSpec
 
 Preset = Literal["avx512_vnni", "avx512", "avx2", "arm64"]
 #: Operators static mode keeps in float (see ``_quantize_optimum``).
@@ -37,30 +37,66 @@ class OrtQuantizeSpec(OnnxStageSpec):
 
     ``mode: dynamic`` quantizes weights ahead and activations on the fly; ``mode: static``
     calibrates activation ranges on ``calibration_samples`` train rows (``minmax`` or
-    ``percentiles``). With ``engine: optimum`` the ``preset`` (an ``AutoQuantizationConfig``
-    method) defaults to the best one for this machine's CPU flags, and is recorded.
+    ``percentiles``), the attention mask's Where left in float. Two engines, because neither
+    covers every graph:
+
+    - ``optimum`` (default): optimum's ``ORTQuantizer`` with the ``AutoQuantizationConfig``
+      ``preset``, which defaults to the best one for this machine's CPU flags (recorded);
+      dynamic or static. It reads only unfused graphs: its shape inference fails on ONNX
+      Runtime's fused operators (Attention, SkipLayerNormalization, BiasGelu, ...).
+    - ``onnxruntime``: ``onnxruntime.quantization.quantize_dynamic``, QInt8 weights, which
+      quantizes fused graphs too (fused Attention becomes QAttention); dynamic only.
+
+    Quantize/optimize order: quantize the ``export-onnx`` output (ONNX Runtime fuses at session
+    load anyway, so nothing is lost); to quantize a graph fused by ``ort-optimize`` (``level``
+    2/99 or ``transformers_fusions: true``) use ``engine: onnxruntime``. ``recipes check``
+    refuses an int8 or float16 input and the engine/input combinations that cannot work, and
+    says which fix applies. The record holds the settings, the parity, the weight MB per dtype
+    and the int8 operators.
 
     .. code-block:: yaml
 
         stages:
           - name: quantize
             type: ort-quantize
-            input: export          # the fp32 export; see the module docstring for ort-optimize
+            input: export          # the fp32 export; see the order rule above for ort-optimize
             mode: dynamic          # or static, with calibration: minmax | percentiles
             engine: optimum        # or onnxruntime (dynamic only; quantizes fused graphs)
             per_channel: false
     """
 
     type: Literal["ort-quantize"]
-    mode: Literal["dynamic", "static"] = "dynamic"
+    mode: Literal["dynamic", "static"] = Field(
+        "dynamic", description="dynamic: activations quantized at run time; static: ranges calibrated ahead."
+    )
     engine: Literal["optimum", "onnxruntime"] = Field(
-        "optimum", description="Who quantizes; see the module docstring."
+        "optimum", description="optimum (dynamic or static, unfused graphs) or onnxruntime (dynamic, fused too)."
     )
     preset: Preset | None = Field(None, description="AutoQuantizationConfig preset; null: chosen from the CPU flags.")
     per_channel: bool = Field(False, description="Per-channel (per-row) weight scales.")
     calibration: Literal["minmax", "percentiles"] = Field("minmax", description="Static mode: how ranges are set.")
     calibration_samples: SampleCount = Field(128, description="Static mode: train rows used for calibration.")
     min_agreement: Fraction = Field(0.95, description="Least share of eval rows with the fp32 argmax.")
+
+    def output_traits(self) -> dict[str, str]:
+        return {"int8": "int8"}
+
+    def source_problem(self, role: str, source: StageSpec) -> str | None:
+        """Quantizing twice, an fp16 graph, or (engine optimum) a graph with fused contrib operators."""
+        traits = source.output_traits()
+        if "int8" in traits:
+            return "the input is already int8; quantize the fp32 ONNX model instead"
+        if "fp16" in traits:
+            return f"the input is float16; int8 quantization needs the fp32 graph (set fp16: false on {source.name!r})"
+        if "contrib-ops" in traits and self.engine == "optimum":
+            return (
+                "engine 'optimum' cannot quantize a graph with ONNX Runtime fused operators, which "
+                f"{source.name!r} makes ({traits['contrib-ops']}); optimum's shape inference "
+                "fails on them. Fix: take the export-onnx output as input (ONNX Runtime fuses at session load "
+                f"anyway), or set engine: onnxruntime (dynamic only), or set level: 1 and transformers_fusions: "
+                f"false on {source.name!r}"
+            )
+        return None
 
     @model_validator(mode="after")
     def _engine_supports_settings(self):
@@ -72,55 +108,6 @@ class OrtQuantizeSpec(OnnxStageSpec):
         if self.engine == "onnxruntime" and self.preset is not None:
             raise ValueError("preset applies to engine 'optimum' only; remove it or set engine: optimum")
         return self
-
-
-def onnx_stage_problems(recipe) -> list[str]:
-    """Cross-stage rule for the ONNX stages, called from ``Recipe._check_references``.
-
-    Refuses the combinations that cannot run: exporting an ONNX or int8 model again, optimizing
-    or quantizing a PyTorch model, quantizing twice, quantizing an fp16 graph, and optimum's
-    quantizer on a graph with fused contrib operators. Each message says why and how to fix it.
-    Inputs that are keys of ``models`` are checked when the stage runs.
-    """
-    onnx_types = {"export-onnx", "ort-optimize", "ort-quantize"}
-    problems = []
-    for i, stage in enumerate(recipe.stages):
-        if not isinstance(stage, OnnxStageSpec) or stage.input not in recipe.stage_names[:i]:
-            continue
-        source = recipe.stage(stage.input)
-        where = f"stage {stage.name!r} ({stage.type}) input {stage.input!r} ({source.type})"
-        if isinstance(stage, ExportOnnxSpec):
-            if source.type in onnx_types | {"quantize-dynamic"}:
-                problems.append(
-                    f"{where}: export-onnx takes a PyTorch fp32 model; "
-                    "take the fp32 model it was made from (finetune, distill)"
-                )
-        elif source.type not in onnx_types:
-            problems.append(
-                f"{where}: {stage.type} takes an ONNX model; add an export-onnx stage "
-                f"with input {stage.input!r} and take that"
-            )
-        elif isinstance(stage, OrtQuantizeSpec) and (problem := _int8_input_problem(stage, source)):
-            problems.append(f"{where}: {problem}")
-    return problems
-
-
-def _int8_input_problem(stage: OrtQuantizeSpec, source: OnnxStageSpec) -> str | None:
-    if isinstance(source, OrtQuantizeSpec):
-        return "the input is already int8; quantize the fp32 ONNX model instead"
-    if not isinstance(source, OrtOptimizeSpec):
-        return None
-    if source.fp16:
-        return f"the input is float16; int8 quantization needs the fp32 graph (set fp16: false on {source.name!r})"
-    if source.fuses_contrib_ops and stage.engine == "optimum":
-        fused_by = f"level {source.level}" if source.level >= 2 else "transformers_fusions: true"
-        return (
-            f"engine 'optimum' cannot quantize a graph with ONNX Runtime fused operators, which "
-            f"{source.name!r} makes ({fused_by}); optimum's shape inference fails on them. Fix: take the "
-            "export-onnx output as input (ONNX Runtime fuses at session load anyway), or set engine: "
-            f"onnxruntime (dynamic only), or set level: 1 and transformers_fusions: false on {source.name!r}"
-        )
-    return None
 
 
 def cpu_preset() -> str:
@@ -231,9 +218,12 @@ PUBLISHING = Publishing(
 )
 
 
-@register("ort-quantize", OrtQuantizeSpec, libraries=ONNX_LIBRARIES, publishing=PUBLISHING)
+@register(
+    "ort-quantize", OrtQuantizeSpec, libraries=ONNX_LIBRARIES, publishing=PUBLISHING, accepts=(ONNX,), makes=ONNX
+)
 def run(spec: OrtQuantizeSpec, ctx: StageContext) -> dict:
-    from ..ml.onnxio import QUANTIZED_FILE, conclude_stage, onnx_path
+    from ..ml.modelio import onnx_path
+    from ..ml.onnxio import QUANTIZED_FILE, conclude_stage
 
     source = onnx_path(ctx.inputs["input"])
     target = ctx.out_dir / QUANTIZED_FILE

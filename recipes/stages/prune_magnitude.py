@@ -20,12 +20,22 @@ from .base import TRAINING_LIBRARIES, Publishing, StageContext, register
 
 
 class PruneMagnitudeSpec(TrainingSpec):
-    """Train ``input`` on the train split (cross-entropy, or with ``teacher:`` the ``distill``
-    loss) while zeroing the smallest-magnitude weights of its encoder's Linear layers, to
-    ``sparsity`` by ``end`` of training (a share of the steps), starting at ``start`` from
-    ``initial_sparsity``; each matrix pruned alone (``scope: layer``) or all ranked together
-    (``model``). Embeddings, pooler and classifier stay dense. The record holds the sparsity
-    per layer and per matrix and the raw and gzip sizes of the input and the result.
+    """Zero the smallest weights of ``input``'s encoder Linear layers while fine-tuning or distilling it.
+
+    ``input`` trains on the train split (cross-entropy, or with ``teacher:`` the ``distill``
+    loss, teacher logits cached) while the share of zero weights follows the cubic schedule of
+    Zhu & Gupta (2017), ``s_t = s_f + (s_i - s_f) (1 - (t - t0) / (t1 - t0))^3``: from
+    ``initial_sparsity`` (s_i) at ``start`` to ``sparsity`` (s_f) at ``end`` (t0, t1: shares of
+    the training steps), then fine-tuned with fixed masks. Masks are recomputed every ``every``
+    steps and applied after every optimizer step, each matrix ranked alone (``scope: layer``) or
+    all together (``model``), and made permanent when training ends. Embeddings, pooler and
+    classifier stay dense.
+
+    The zeros are stored densely: dense PyTorch and ONNX Runtime kernels multiply them like any
+    other weight, so the model is as large and as fast as its input (the benchmark measures it);
+    only a compressed copy (``size_gzip_mb``) is smaller. The record holds the sparsity overall,
+    per layer and per matrix, and the raw and gzip sizes of the input and the result; the card
+    shows the sparsity per layer.
 
     .. code-block:: yaml
 
@@ -46,13 +56,15 @@ class PruneMagnitudeSpec(TrainingSpec):
     keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.plan.preflight)
     teacher: Text | None = Field(None, description="Distil from this classifier while pruning; null: labels only.")
     alpha: Fraction = Field(0.5, description="With a teacher: weight of the cross-entropy term.")
-    temperature: FiniteFloat = Field(2.0, gt=0, le=100)
-    sparsity: FiniteFloat = Field(0.5, gt=0, lt=1, description="Final share of zero weights (s_f).")
-    initial_sparsity: FiniteFloat = Field(0.0, ge=0, lt=1, description="Share at the schedule's start (s_i).")
-    start: Fraction = Field(0.0, description="Share of the training steps before pruning starts.")
-    end: Fraction = Field(0.7, description="Share of the training steps by which `sparsity` is reached.")
+    temperature: FiniteFloat = Field(2.0, gt=0, le=100, description="With a teacher: softmax temperature T of the KL.")
+    sparsity: FiniteFloat = Field(0.5, gt=0, lt=1, description="Final share of zero encoder Linear weights (s_f).")
+    initial_sparsity: FiniteFloat = Field(0.0, ge=0, lt=1, description="Share of zero weights at `start` (s_i).")
+    start: Fraction = Field(0.0, description="Share of the training steps before pruning starts (t0); before `end`.")
+    end: Fraction = Field(0.7, description="Share of the training steps by which `sparsity` is reached (t1).")
     every: int = Field(10, ge=1, le=1_000_000, description="Steps between mask updates.")
-    scope: Literal["layer", "model"] = Field("layer", description="Rank weights per matrix or across the encoder.")
+    scope: Literal["layer", "model"] = Field(
+        "layer", description="layer: rank each matrix's weights alone; model: rank all the encoder's together."
+    )
 
     @model_validator(mode="after")
     def _schedule(self):
@@ -77,22 +89,22 @@ PUBLISHING = Publishing(
     "(cubic schedule, Zhu & Gupta 2017; zeros stored densely)",
     repo_dir="",
     usage="usage/pytorch.md.j2",
+    card_section="kept",
 )
 
 
 @register("prune-magnitude", PruneMagnitudeSpec, libraries=TRAINING_LIBRARIES, publishing=PUBLISHING)
 def run(spec: PruneMagnitudeSpec, ctx: StageContext) -> dict:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
+    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer
 
-    from ..ml.data import tokenize
-    from ..ml.distillation import TEACHER_LOGITS, DistillationTrainer, teacher_logits
+    from ..measure.size import weights_size_mb
+    from ..ml.distillation import DistillationTrainer, load_teacher, logits_of_rows, with_teacher_logits
     from ..ml.pruning import (
         MagnitudePruner,
         kept_record,
         make_callback,
         sparsity_by_layer,
         sparsity_by_matrix,
-        weights_size_mb,
     )
 
     data = ctx.data
@@ -113,19 +125,12 @@ def run(spec: PruneMagnitudeSpec, ctx: StageContext) -> dict:
             **common,
         )
     else:
-        teacher = AutoModelForSequenceClassification.from_pretrained(ctx.inputs["teacher"])
-        if teacher.config.num_labels != len(data.label_names):
-            raise ValueError(
-                f"the teacher has {teacher.config.num_labels} labels but the dataset has {len(data.label_names)}"
-            )
-        teacher_tokenizer = AutoTokenizer.from_pretrained(ctx.inputs["teacher"])
+        teacher, teacher_tokenizer = load_teacher(ctx.inputs["teacher"], data.label_names)
         rows = data.split("train")
         ctx.log.info("Caching teacher logits for %d training examples", len(rows))
-        logits = teacher_logits(
-            teacher, tokenize(rows, teacher_tokenizer, spec.max_length), DataCollatorWithPadding(teacher_tokenizer)
-        )
+        logits = logits_of_rows(teacher, teacher_tokenizer, rows, spec.max_length)
         del teacher
-        train = tokenize(rows, tokenizer, spec.max_length).add_column(TEACHER_LOGITS, [r.tolist() for r in logits])
+        train = with_teacher_logits(rows, logits, tokenizer, spec.max_length)
         trainer = DistillationTrainer(
             args=training_arguments(spec, work_dir, ctx.seed, remove_unused_columns=False),
             train_dataset=train,

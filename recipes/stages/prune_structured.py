@@ -30,29 +30,40 @@ RemovedShare = FiniteFloat
 
 
 class RecoverSpec(StrictSpec):
-    """A short distillation of the pruned model from ``teacher`` (the ``distill`` stage's loss:
-    ``alpha * CE + (1 - alpha) * T^2 * KL``, teacher logits cached)."""
+    """A short distillation of the pruned model from ``teacher``: a ``distill`` run with the
+    pruned model as its student (loss ``alpha * CE + (1 - alpha) * T^2 * KL``, teacher logits
+    cached); the fields mean what ``distill``'s do."""
 
     teacher: Text = Field(description="The teacher: a key of `models` or an earlier stage.")
-    epochs: FiniteFloat = Field(2.0, gt=0, le=1000)
-    learning_rate: FiniteFloat = Field(1e-4, gt=0, le=1)
-    batch_size: BatchSize = 32
-    weight_decay: Fraction = 0.01
-    warmup_ratio: FiniteFloat = Field(0.0, ge=0, lt=1)
-    max_length: int = Field(128, ge=1, le=8192)
-    alpha: Fraction = 0.5
-    temperature: FiniteFloat = Field(2.0, gt=0, le=100)
+    epochs: FiniteFloat = Field(2.0, gt=0, le=1000, description="Passes over the train split.")
+    learning_rate: FiniteFloat = Field(1e-4, gt=0, le=1, description="Peak learning rate (AdamW).")
+    batch_size: BatchSize = Field(32, description="Training examples per optimizer step.")
+    weight_decay: Fraction = Field(0.01, description="AdamW weight decay.")
+    warmup_ratio: FiniteFloat = Field(
+        0.0, ge=0, lt=1, description="Share of the training steps over which the learning rate rises from 0."
+    )
+    max_length: int = Field(128, ge=1, le=8192, description="Tokens per text; longer texts are truncated.")
+    alpha: Fraction = Field(0.5, description="Weight of the cross-entropy; 1 - alpha weighs the KL to the teacher.")
+    temperature: FiniteFloat = Field(2.0, gt=0, le=100, description="Softmax temperature T of the KL term.")
 
 
 class PruneStructuredSpec(StageSpec):
     """Remove ``remove_heads`` of ``input``'s attention heads and ``remove_ffn`` of its FFN neurons.
 
-    Heads go by lowest score within each layer (``head_scope: layer``) or across the model
-    (``model``), every layer keeping at least ``min_heads``; FFN neurons go by lowest score
-    within each layer, the same number in every layer (see the module docstring). Scores
-    (``importance``: ``gradient`` or ``magnitude``) come from ``importance_samples`` train rows.
-    ``recover`` distils the pruned model from a teacher. The record holds the heads and FFN
-    width kept per layer and the eval accuracy before, after pruning and after recovery.
+    Unstructured zeros make no dense PyTorch or ONNX Runtime kernel faster; smaller matrices do,
+    so this stage removes whole heads and FFN neurons. It scores each on ``importance_samples``
+    train rows (``importance: gradient``: the gradient of the loss with respect to a mask on
+    each, Michel et al. 2019; ``magnitude``: the norms of the weights that serve it) and removes
+    the lowest-scored. Heads go by lowest score within each layer (``head_scope: layer``) or
+    across the model (``model``), every layer keeping at least ``min_heads``; ``prune_heads``
+    records them in ``config.pruned_heads``. FFN neurons go by lowest score within each layer,
+    the same number in every layer: transformers' config has one ``intermediate_size``. So
+    ``from_pretrained``, ``pipeline()``, the ONNX export and int8 load the result unchanged.
+
+    ``recover`` then distils the pruned model from a teacher with the ``distill`` loss. The
+    record holds the heads removed, ``pruned_heads``, ``intermediate_size``, the parameters
+    before and after, the heads and FFN width kept per layer (the card shows them), and the eval
+    metrics before, after pruning and after recovery.
 
     .. code-block:: yaml
 
@@ -75,8 +86,10 @@ class PruneStructuredSpec(StageSpec):
     remove_ffn: RemovedShare = Field(0.0, ge=0, lt=1, description="Share of FFN neurons removed (each layer).")
     importance: Literal["gradient", "magnitude"] = Field("gradient", description="How parts are scored.")
     importance_samples: SampleCount = Field(512, description="Train rows the gradient scores are summed over.")
-    batch_size: BatchSize = 32
-    max_length: int = Field(128, ge=1, le=8192)
+    batch_size: BatchSize = Field(32, description="Train rows per backward pass of the importance scoring.")
+    max_length: int = Field(
+        128, ge=1, le=8192, description="Tokens per text when scoring and evaluating; longer texts are truncated."
+    )
     recover: RecoverSpec | None = Field(None, description="Distil the pruned model from a teacher; null: none.")
 
     @model_validator(mode="after")
@@ -97,6 +110,7 @@ PUBLISHING = Publishing(
     "by {importance} importance (recovery by distillation: see the settings)",
     repo_dir="",
     usage="usage/pytorch.md.j2",
+    card_section="kept",
 )
 
 
@@ -107,23 +121,18 @@ def run(spec: PruneStructuredSpec, ctx: StageContext) -> dict:
 
     from ..measure.metrics import classification_metrics
     from ..ml.data import tokenize
-    from ..ml.modelio import PYTORCH, read_format, save_pretrained_model
+    from ..ml.modelio import predictions, save_pretrained_model
     from ..ml.pruning import (
         ffn_to_keep,
         heads_to_remove,
         importance,
         kept_record,
         layer_shapes,
-        predictions,
         remove_heads,
         shrink_ffn,
     )
 
     source = ctx.inputs["input"]
-    if read_format(source).format != PYTORCH:
-        raise ValueError(
-            f"prune-structured takes a PyTorch fp32 model; {spec.input!r} is {read_format(source).format!r}"
-        )
     model = AutoModelForSequenceClassification.from_pretrained(source)
     tokenizer = AutoTokenizer.from_pretrained(source)
     before = layer_shapes(model)
@@ -201,7 +210,7 @@ def _recover(spec: PruneStructuredSpec, ctx: StageContext, model, tokenizer) -> 
     pruned_dir = ctx.out_dir / "_pruned"
     save_pretrained_model(model, tokenizer, pruned_dir)
     recipe = spec.recover.model_dump(exclude={"teacher"})
-    distill_spec = distill.DistillSpec(name=spec.name, type="distill", input="teacher", student="pruned", **recipe)
+    distill_spec = distill.DistillSpec.of(name=spec.name, input="teacher", student="pruned", **recipe)
     sub = dataclasses.replace(ctx, inputs={"input": ctx.inputs["teacher"], "student": pruned_dir})
     ctx.log.info("Recovering the pruned model by distillation from %r", spec.recover.teacher)
     try:

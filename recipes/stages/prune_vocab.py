@@ -2,7 +2,7 @@
 
 The vocabulary embedding is most of a small encoder (all-MiniLM-L6-v2: 30,522 x 384, 45 of its
 87 MB) while one task's texts use a few thousand pieces. The stage keeps the rows named by
-:func:`recipes.ml.pruning.choose_vocabulary`, rewrites the tokenizer (``tokenizer.json`` and
+:func:`recipes.ml.vocabulary.choose_vocabulary`, rewrites the tokenizer (``tokenizer.json`` and
 ``vocab.txt``, same normalizer) and slices the embedding in the new id order, so
 ``pipeline()``, ``from_pretrained`` and the ONNX export load the result unchanged. A text whose
 pieces were all kept gets exactly the logits it got before; a word that lost its piece is split
@@ -23,16 +23,24 @@ from .base import Publishing, StageContext, StageSpec, register
 
 
 class PruneVocabSpec(StageSpec):
-    """Keep, of ``input``'s vocabulary: the special tokens; every piece the train split uses at
-    least ``min_count`` times; the single-character pieces, plain and ``##`` (``characters``:
-    ``all`` of the vocabulary's, ``seen`` those of characters in the train texts or the word
-    list, ``none``), so that a word splits into pieces rather than [UNK]; and the pieces of the
-    ``top_words`` most frequent words of ``language`` (the ``wordfreq`` package; 0: none).
+    """Trim ``input``'s WordPiece vocabulary to the pieces its data needs and slice its embedding to match.
+
+    Unstructured zeros make no dense PyTorch or ONNX Runtime kernel faster, so this stage
+    removes whole embedding rows: the vocabulary embedding is most of a small encoder, while one
+    task's texts use a few thousand pieces. It keeps the special tokens; every piece the train
+    split uses at least ``min_count`` times; the single-character pieces, plain and ``##``
+    (``characters``: ``all`` of the vocabulary's, ``seen`` those of characters in the train
+    texts or the word list, ``none``), so that a word splits into pieces rather than [UNK]; and
+    the pieces of the ``top_words`` most frequent words of ``language`` (the ``wordfreq``
+    package; 0: none).
 
     ``input`` is a PyTorch fp32 classifier with a fast WordPiece tokenizer (BERT, MiniLM); no
-    retraining. The stage records the rows kept, the embedding MB saved, and on the test split
-    (report only) the share of texts tokenized differently, the [UNK] rate and the accuracy
-    before and after.
+    retraining. The stage rewrites the tokenizer (``tokenizer.json`` and ``vocab.txt``, same
+    normalizer) and the embedding in the new id order, so ``pipeline()``, ``from_pretrained`` and
+    the ONNX export load the result unchanged; a text whose pieces were all kept gets the same
+    logits as before. The record holds the rows kept (by rule), the embedding MB saved, and on
+    the test split (report only, never used to choose rows) the share of texts tokenized
+    differently, the [UNK] rate and the accuracy before and after. The card shows what was kept.
 
     .. code-block:: yaml
 
@@ -47,13 +55,17 @@ class PruneVocabSpec(StageSpec):
 
     type: Literal["prune-vocab"]
     input: Text = Field(description="A PyTorch fp32 classifier: a key of `models` or an earlier stage.")
-    min_count: int = Field(1, ge=1, le=1_000_000, description="Train-split uses a piece needs to be kept.")
+    min_count: int = Field(
+        1, ge=1, le=1_000_000, description="Times the train split must use a piece for it to be kept."
+    )
     characters: Literal["all", "seen", "none"] = Field(
         "all", description="Single-character pieces kept: all, those of characters seen, or none."
     )
     top_words: int = Field(0, ge=0, le=1_000_000, description="Most frequent words whose pieces are kept; 0: none.")
     language: Text = Field("en", description="wordfreq language code of the word list.")
-    max_length: int = Field(128, ge=1, le=8192, description="Truncation of the accuracy report's texts.")
+    max_length: int = Field(
+        128, ge=1, le=8192, description="Tokens per text in the test-split report; longer texts are truncated."
+    )
     keeps_layers: ClassVar[bool] = True  # its model has its input's layers (checked in recipes.plan.preflight)
 
     @field_validator("language")
@@ -84,6 +96,7 @@ PUBLISHING = Publishing(
     phrase="vocabulary trimmed to the pieces of the train split (+ top {top_words} words, characters: {characters})",
     repo_dir="",
     usage="usage/pytorch.md.j2",
+    card_section="kept",
 )
 
 
@@ -95,24 +108,18 @@ def run(spec: PruneVocabSpec, ctx: StageContext) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ..measure.metrics import classification_metrics
-    from ..ml.modelio import PYTORCH, read_format, save_pretrained_model
-    from ..ml.pruning import (
+    from ..measure.size import weights_size_mb
+    from ..ml.modelio import predictions, save_pretrained_model
+    from ..ml.pruning import kept_record
+    from ..ml.vocabulary import (
         choose_vocabulary,
-        kept_record,
-        predictions,
         save_trimmed_tokenizer,
         tokenization_changes,
         top_words,
         trim_embeddings,
-        weights_size_mb,
     )
 
     source = ctx.inputs["input"]
-    if read_format(source).format != PYTORCH:
-        raise ValueError(
-            f"prune-vocab takes a PyTorch fp32 model; {spec.input!r} is {read_format(source).format!r}. "
-            "Trim the fp32 model, then export and quantize the result."
-        )
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_pretrained(source)
     words = top_words(spec.language, spec.top_words) if spec.top_words else []

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from ..ml.modelio import PYTORCH_DYNAMIC_INT8
 from ..plan.bounds import Text
 from .base import Publishing, StageContext, StageSpec, register
 
@@ -14,7 +15,9 @@ class QuantizeDynamicSpec(StageSpec):
     """Quantize ``input``'s Linear layers to int8 with ``torch.ao.quantization.quantize_dynamic``.
 
     Weights are stored int8; activations are quantized on the fly, so no calibration data
-    is needed. The output folder keeps config + tokenizer and ``quantized_state_dict.pt``.
+    is needed, and no dataset is read. The output folder keeps config + tokenizer and
+    ``quantized_state_dict.pt``, which the project's loader rebuilds (PyTorch's dynamic int8
+    kernels run on the CPU). The record counts the Linear layers quantized.
 
     .. code-block:: yaml
 
@@ -32,6 +35,9 @@ class QuantizeDynamicSpec(StageSpec):
     def refs(self) -> dict[str, str]:
         return {"input": self.input}
 
+    def output_traits(self) -> dict[str, str]:
+        return {"int8": "int8"}
+
 
 #: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
 PUBLISHING = Publishing(
@@ -43,12 +49,19 @@ PUBLISHING = Publishing(
 )
 
 
-@register("quantize-dynamic", QuantizeDynamicSpec, libraries=("torch", "transformers"), publishing=PUBLISHING)
+@register(
+    "quantize-dynamic",
+    QuantizeDynamicSpec,
+    libraries=("torch", "transformers"),
+    publishing=PUBLISHING,
+    makes=PYTORCH_DYNAMIC_INT8,
+)
 def run(spec: QuantizeDynamicSpec, ctx: StageContext) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ..ml.modelio import PYTORCH_DYNAMIC_INT8, QUANTIZED_STATE_FILE, quantize_linear_dynamic, write_format
+    from ..ml.modelio import QUANTIZED_STATE_FILE, quantize_linear_dynamic
+    from ..runfolder import write_format
 
     model = AutoModelForSequenceClassification.from_pretrained(ctx.inputs["input"])
     n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())

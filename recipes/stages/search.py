@@ -28,14 +28,13 @@ from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, field_
 from ..measure.metrics import Objective
 from ..ml import study as studies
 from ..plan.bounds import FiniteFloat, Fraction, LayerIndex, LongText, Seed, TrialCount
+from ..runfolder import STUDY_DB, STUDY_DIR
 from . import distill
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, StrictSpec, register
 from .distill import DistillSpec, LayersOf
 
-#: What the stage's output keeps of the study, beside the best student: ``trials.json``, the
-#: plots and ``study.db`` (see :mod:`recipes.ml.study`).
-STUDY_DIR = "study"
-#: Where trials train, in the state folder.
+#: Where trials train, in the state folder. The stage's output keeps the study beside the best
+#: student: ``study/`` holds ``trials.json``, the plots and ``study.db`` (see :mod:`recipes.ml.study`).
 TRIALS_DIR = "trials"
 
 #: DistillSpec fields a search may vary: the numeric ones, and ``keep_layers`` (which teacher
@@ -81,13 +80,17 @@ def _layers_text(layers: list[int]) -> str:
 
 
 class SearchRange(StrictSpec):
-    """One searched parameter: ``{low, high, log, step}`` (a range) or ``{choices: [...]}``."""
+    """One searched parameter: ``{low, high, log, step}`` (a range) or ``{choices: [...]}``. The
+    values must be valid for the field (``alpha`` within 0 to 1, ...); an int field's range samples
+    whole numbers."""
 
-    low: FiniteFloat | None = None
-    high: FiniteFloat | None = None
+    low: FiniteFloat | None = Field(None, description="A range's lowest value (with `high`).")
+    high: FiniteFloat | None = Field(None, description="A range's highest value, included (with `low`).")
     log: bool = Field(False, description="Sample the range on a log scale (needs low > 0).")
     step: FiniteFloat | None = Field(None, gt=0, description="Sample only low, low + step, ... (not with log).")
-    choices: list[int | FiniteFloat | list[LayerIndex]] | None = Field(None, min_length=1)
+    choices: list[int | FiniteFloat | list[LayerIndex]] | None = Field(
+        None, min_length=1, description="The values tried instead of a range: numbers, or layer lists for keep_layers."
+    )
 
     @model_validator(mode="after")
     def _one_form(self):
@@ -137,7 +140,9 @@ class PrunerSpec(StrictSpec):
     ``threshold`` one below ``lower``, ``none`` never stops one. ``pruner: median`` is short for
     ``pruner: {type: median}``."""
 
-    type: Literal["median", "threshold", "none"] = "median"
+    type: Literal["median", "threshold", "none"] = Field(
+        "median", description="median, threshold (with `lower`) or none: see above."
+    )
     startup_trials: int = Field(3, ge=0, le=10_000, description="median: trials that finish before any is pruned.")
     warmup_epochs: int = Field(1, ge=0, le=1000, description="Epochs every trial trains before it can be pruned.")
     lower: FiniteFloat | None = Field(None, description="threshold: stop a trial whose eval metric is below this.")
@@ -177,16 +182,23 @@ class SearchDistillSpec(DistillSpec):
     """Distil ``input`` like ``distill`` once per Optuna trial; the best trial's student is the output.
 
     Every ``distill`` field may be fixed as usual; ``space`` names the ones to search (numeric
-    fields as ranges or choices; ``keep_layers`` as choices of layer lists). A seeded TPE sampler
-    maximizes each trial's final eval ``metric``; trials report it after every epoch and the
-    ``pruner`` stops hopeless ones. ``n_trials`` trials end COMPLETE or PRUNED, counted over
-    every process that works on the study (``python -m recipes worker``); a rerun after a crash
-    continues the same study. With ``minimize: size_mb`` the search is multi-objective (eval
-    metric up, model size down, e.g. with ``keep_layers`` in the space): the stage keeps the
-    Pareto-optimal trial with the smallest model whose metric is within ``select_within`` of the
-    best. The output is the kept trial's student; ``study/`` holds every trial
-    (``trials.json``), Optuna's plots and ``study.db``; the metrics hold ``best_trial`` and
-    every trial.
+    fields as ranges or choices; ``keep_layers`` as choices of layer lists). Each trial is a
+    ``distill`` run with the recipe's seed. A seeded TPE sampler maximizes each trial's final
+    eval ``metric``; trials report it after every epoch and the ``pruner`` stops hopeless ones.
+    ``n_trials`` trials end COMPLETE or PRUNED, counted over every process that works on the
+    study (``python -m recipes worker``, or ``run --workers N``).
+
+    The study lives in a database: SQLite in the stage's state folder by default, any SQLAlchemy
+    URL with ``storage:`` (PostgreSQL for several machines). A rerun after a crash or Ctrl-C
+    resumes it: finished trials count, the trial that was running runs again. A trial that ran on
+    a machine whose files this one cannot see is retrained here from its parameters.
+
+    With ``minimize: size_mb`` the search is multi-objective (eval metric up, model size down,
+    e.g. with ``keep_layers`` in the space): the stage keeps the Pareto-optimal trial with the
+    smallest model whose metric is within ``select_within`` of the best. The output is the kept
+    trial's student; ``study/`` holds every trial (``trials.json``), Optuna's plots (PNG) and
+    ``study.db``; the metrics hold ``best_trial`` (with the rule that kept it), every trial and
+    the counts of complete, pruned and failed trials.
 
     .. code-block:: yaml
 
@@ -338,7 +350,7 @@ class SearchDistillSpec(DistillSpec):
         params = dict(params)
         if isinstance(params.get("keep_layers"), str):
             params["keep_layers"] = [int(i) for i in params["keep_layers"].split(",")]
-        return DistillSpec.model_validate({**fixed, **params, "type": "distill"})
+        return DistillSpec.of(**{**fixed, **params})
 
     def optuna_params(self, params: dict) -> dict:
         """``params`` as Optuna stores them (a layer list as ``"0,2,4"``)."""
@@ -359,6 +371,7 @@ PUBLISHING = Publishing(
     repo_dir="",
     usage="usage/pytorch.md.j2",
     phrase="distilled from `{input}`, the best of an Optuna search over the distillation settings",
+    card_section="search",
 )
 
 
@@ -424,7 +437,7 @@ class Search:
             raise ValueError(f"trial {trial.number} recorded no eval {spec.metric}: train at least one full epoch")
         trial.set_user_attr(studies.RESULT, metrics)
         if spec.minimize:
-            from ..ml.modelio import size_mb
+            from ..measure.size import size_mb
 
             second = round(size_mb(out), 4)
             log.info(
@@ -562,7 +575,7 @@ def _stop_workers(workers, ctx: StageContext, finished: bool) -> None:
 def _collect(search: Search, choice, ctx: StageContext) -> tuple[dict, bool]:
     """Put the kept trial's student into ``ctx.out_dir``: its files if this machine has them,
     else retrained from its parameters. Returns its metrics and whether it was retrained."""
-    from ..ml.modelio import FORMAT_FILE
+    from ..runfolder import FORMAT_FILE
 
     spec, trial = search.spec, choice.trial
     folder = search.trials_dir / str(trial.number)
@@ -591,7 +604,13 @@ def _collect(search: Search, choice, ctx: StageContext) -> tuple[dict, bool]:
     return metrics, True
 
 
-@register("search-distill", SearchDistillSpec, libraries=(*TRAINING_LIBRARIES, "optuna"), publishing=PUBLISHING)
+@register(
+    "search-distill",
+    SearchDistillSpec,
+    libraries=(*TRAINING_LIBRARIES, "optuna"),
+    publishing=PUBLISHING,
+    join=lambda spec, ctx, wait_s: work(spec, ctx, wait_s),  # other processes run trials of the same study
+)
 def run(spec: SearchDistillSpec, ctx: StageContext) -> dict:
     """The main run: open (or resume) the study, start ``ctx.workers - 1`` workers, run trials
     until ``n_trials`` count, keep the best trial's student and write ``study/``."""
@@ -662,7 +681,7 @@ def work(spec: SearchDistillSpec, ctx: StageContext, wait_s: float = 300.0) -> i
         url = studies.storage_url(spec.storage, ctx.state_dir)
         start, study = time.time(), None
         while True:
-            if not url.startswith("sqlite") or (Path(ctx.state_dir) / studies.STUDY_DB).is_file():
+            if not url.startswith("sqlite") or (Path(ctx.state_dir) / STUDY_DB).is_file():
                 found = studies.find_study(studies.open_storage(url), ctx.stage_id)
                 if found is not None and found.user_attrs.get(studies.CLOSED) != "finished":
                     study = optuna.load_study(
