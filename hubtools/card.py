@@ -23,11 +23,11 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import jinja2
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.repocard_data import eval_results_to_model_index
 
 from hubtools.runinfo import DatasetRef, Hop, Layout, RowPlace, RunInfo
 from hubtools.searchcard import SearchSection, search_section
@@ -66,7 +66,10 @@ BENCHMARK_COLUMNS: list[Column] = [
     ("Format", lambda r, p: r["format"]),
     ("File in this repo", lambda r, p: p.shown),
     ("Accuracy", lambda r, p: fmt_accuracy(r["accuracy"])),
+    ("Accuracy 95% CI", lambda r, p: fmt_interval(r, "accuracy")),
     ("Δ accuracy", lambda r, p: f"{r['vs_baseline']['accuracy_delta']:+.4f}"),
+    ("Δ 95% paired CI", lambda r, p: fmt_paired(r, "accuracy")),
+    ("McNemar p", lambda r, p: fmt_p(r, "accuracy")),
     ("Size (MB)", lambda r, p: fmt_size(r["size_mb"])),
     ("Size ratio", lambda r, p: f"{r['vs_baseline']['size_ratio']:.3f}"),
     ("Latency mean ± std (ms)", lambda r, p: f"{fmt_ms(r['latency_ms']['mean'])} ± {fmt_ms(r['latency_ms']['std'])}"),
@@ -78,8 +81,31 @@ BENCHMARK_COLUMNS: list[Column] = [
 OOS_COLUMNS: list[Column] = [
     ("In-scope accuracy", lambda r, p: fmt_accuracy(r["in_scope_accuracy"])),
     ("OOS recall", lambda r, p: fmt_accuracy(r["oos_recall"])),
+    ("OOS recall 95% CI", lambda r, p: fmt_interval(r, "oos_recall")),
     ("OOS precision", lambda r, p: fmt_accuracy(r["oos_precision"])),
+    ("OOS AUROC", lambda r, p: fmt_accuracy(r["oos_auroc"]) if "oos_auroc" in r else "-"),
 ]
+
+
+def fmt_interval(row: dict, metric: str) -> str:
+    """A metric's own 95% interval, ``[0.8812, 0.8978]``; ``-`` for a row measured without one."""
+    low, high = (row.get("intervals") or {}).get(metric) or (None, None)
+    return "-" if low is None else f"[{fmt_accuracy(low)}, {fmt_accuracy(high)}]"
+
+
+def _paired(row: dict, metric: str) -> dict | None:
+    return ((row.get("vs_baseline") or {}).get("paired") or {}).get(metric)
+
+
+def fmt_paired(row: dict, metric: str) -> str:
+    """The 95% paired interval of the difference to the baseline, ``[-0.0031, +0.0052]``."""
+    d = _paired(row, metric)
+    return "-" if d is None else f"[{d['low']:+.4f}, {d['high']:+.4f}]"
+
+
+def fmt_p(row: dict, metric: str) -> str:
+    d = _paired(row, metric)
+    return "-" if d is None else f"{d['p_value']:.3g}"
 
 
 def benchmark_columns(rows: list[dict]) -> list[Column]:
@@ -234,7 +260,8 @@ CALIBRATION_COLUMNS = [
 def calibration_on_line(hops: list[Hop]) -> dict | None:
     """The record of the calibration stage on the line (the stage type that declares the
     ``calibration`` card section; the last one applied, if several):
-    its bias, objective and eval-split metrics before and after; None when there is none (or the
+    its bias (and the bias's bootstrap interval), rule, objective and eval-split metrics before and
+    after; None when there is none (or the
     stage passed its model on: the dataset had no out-of-scope label)."""
     for hop in hops:  # newest first
         if hop.publishing.card_section == CALIBRATION_SECTION and "eval_before" in hop.metrics:
@@ -243,7 +270,9 @@ def calibration_on_line(hops: list[Hop]) -> dict | None:
                 "stage": hop.name,
                 "recipe": hop.recipe,
                 "bias": m["oos_bias"],
+                "rule": m.get("rule", "grid"),  # records from before the rules were named chose by grid
                 "objective": m["objective"],
+                "interval": m.get("bias_interval"),
                 **{k: {key: m[k][key] for _, key in CALIBRATION_COLUMNS} for k in ("eval_before", "eval_after")},
             }
     return None
@@ -356,6 +385,34 @@ def usages(layout: Layout) -> list[Usage]:
 # --- the card data ------------------------------------------------------------------------------
 
 
+#: The published model's metrics in the card's metadata and ``.eval_results/``:
+#: (benchmark.json field, Hub metric type, display name).
+EVAL_METRICS = (
+    ("accuracy", "accuracy", "Accuracy"),
+    ("in_scope_accuracy", "in_scope_accuracy", "In-scope accuracy"),
+    ("oos_recall", "recall", "Out-of-scope recall"),
+    ("oos_auroc", "roc_auc", "Out-of-scope AUROC (oos logit minus best in-scope logit)"),
+)
+
+
+class OneBlockPerMetric(ModelCardData):
+    """``model-index`` with one block per metric: huggingface_hub 0.36 puts every result of one task
+    and dataset into one block and keeps the first result's source and dataset arguments only."""
+
+    def _to_dict(self, data_dict):
+        if self.eval_results is not None:
+            blocks = [eval_results_to_model_index(self.model_name, [r])[0]["results"][0] for r in self.eval_results]
+            data_dict["model-index"] = [{"name": self.model_name, "results": blocks}]
+            del data_dict["eval_results"], data_dict["model_name"]
+
+
+class HubCard(ModelCard):
+    """A ``ModelCard`` whose metadata keeps one model-index block per metric when it is parsed and
+    saved again (``ModelCard`` re-serializes its metadata on ``save``)."""
+
+    card_data_class = OneBlockPerMetric
+
+
 @dataclass
 class CardData:
     """What the card says: first the fields a user sets, then those :meth:`fill` takes from a run."""
@@ -426,7 +483,7 @@ class CardData:
         self.tags = list(dict.fromkeys(info.tags() + self.extra_tags))
         self.dataset, self.measured_on = dataset_info(info.dataset, self.hub_url), bench.dataset
         self.n_test, self.query, self.seed = final["n_test"], bench.query, record.seed
-        self.eval_results = [self._eval_result(final)]
+        self.eval_results = self._eval_results(final)
         self.benchmark_table = benchmark_table(bench, layout.rows, info.final_model)
         self.machine_table = machine_table(bench.machine, bench.models)
         self.settings_table = settings_table(hops, info.benchmark_spec)
@@ -443,27 +500,42 @@ class CardData:
         self.usages = usages(layout)
         return self
 
-    def _eval_result(self, row: dict) -> EvalResult:
+    def _eval_results(self, row: dict) -> list[EvalResult]:
+        """One result per metric of the published model's row: accuracy, and with an out-of-scope
+        label in-scope accuracy, oos recall and the threshold-free oos AUROC; each with its own 95%
+        interval (``metric_args``) and ``benchmark.json`` as its source."""
         limited = (self.measured_on.get("max_samples") or {}).get("test")
-        return EvalResult(
-            task_type="text-classification",
-            task_name=self.dataset.task,
-            dataset_type=self.dataset.id,
-            dataset_name=self.dataset.name,
-            dataset_config=self.dataset.config,
-            dataset_split=self.measured_on.get("split_used") or self.measured_on["splits"]["test"],
-            dataset_revision=self.measured_on.get("revision"),
-            dataset_args={"max_samples": limited, "seed": self.seed} if limited else None,
-            metric_type="accuracy",
-            metric_name="Accuracy",
-            metric_value=row["accuracy"],
-        )
+        intervals = row.get("intervals") or {}
+        results = []
+        for metric, metric_type, name in EVAL_METRICS:
+            if metric not in row:
+                continue
+            low_high = intervals.get(metric)
+            results.append(
+                EvalResult(
+                    task_type="text-classification",
+                    task_name=self.dataset.task,
+                    dataset_type=self.dataset.id,
+                    dataset_name=self.dataset.name,
+                    dataset_config=self.dataset.config,
+                    dataset_split=self.measured_on.get("split_used") or self.measured_on["splits"]["test"],
+                    dataset_revision=self.measured_on.get("revision"),
+                    dataset_args={"max_samples": limited, "seed": self.seed} if limited else None,
+                    metric_type=metric_type,
+                    metric_name=name,
+                    metric_value=row[metric],
+                    metric_args={"ci95": [low_high[0], low_high[1]]} if low_high else None,
+                    source_name="benchmark.json",
+                    source_url=f"{self.hub_url}/{self.repo_id}/blob/main/benchmark.json",
+                )
+            )
+        return results
 
     def metadata(self) -> ModelCardData:
         extra = (
             {"base_model_relation": self.base_model_relation} if self.base_model and self.base_model_relation else {}
         )
-        return ModelCardData(
+        return OneBlockPerMetric(
             model_name=self.model_name,
             license=self.license,
             language=self.language,
@@ -472,7 +544,7 @@ class CardData:
             tags=self.tags,
             datasets=[self.dataset.id],
             base_model=self.base_model,
-            metrics=["accuracy"],
+            metrics=sorted({r.metric_type for r in self.eval_results}),
             eval_results=self.eval_results,
             **extra,
         )
@@ -492,8 +564,4 @@ def environment(cards_dir: Path = CARDS_DIR) -> jinja2.Environment:
 def render_card(card: CardData, cards_dir: Path = CARDS_DIR) -> ModelCard:
     """Render the card; ``ModelCard`` parses (and so validates) the YAML front matter."""
     text = environment(cards_dir).get_template(TEMPLATE).render(card=card, metadata=card.metadata().to_yaml())
-    return ModelCard(text)
-
-
-def build_card(info: RunInfo, layout: Layout, repo_id: str, **user_fields: Any) -> ModelCard:
-    return render_card(CardData(repo_id=repo_id, **user_fields).fill(info, layout))
+    return HubCard(text)

@@ -36,14 +36,16 @@ import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
-from hubtools.card import KEPT_PLOT_FILE, PLOT_FILE, build_card, save_kept_plot
+from hubtools.card import KEPT_PLOT_FILE, PLOT_FILE, CardData, render_card, save_kept_plot
 from hubtools.errors import PublishedMetricsDifferError, PushFailedError, UsageError
+from hubtools.evalresults import eval_result_files
 from hubtools.hubhttp import ENV_HELP, HubPolicy, describe, http_error, is_transient
 from hubtools.plot import accuracy_latency_plot
 from hubtools.runinfo import LAYOUT_FILE, Hop, Layout, RunInfo, plan_layout
@@ -133,15 +135,17 @@ def stage_repo_folder(
     accuracy_latency_plot(info.benchmark, info.final_model, out_dir / PLOT_FILE, title=plot_title(info))
     copy_study(info.lineage(), out_dir)  # a search's trials, plots and study.db, if any
     save_kept_plot(info.lineage(), out_dir / KEPT_PLOT_FILE)  # what pruning kept, if any
-    card = build_card(
-        info,
-        layout,
-        repo_id,
+    card_data = CardData(
+        repo_id=repo_id,
         base_model=base_model,
         base_model_relation=base_model_relation,
         hub_url=(hub_url or constants.ENDPOINT).rstrip("/"),
-    )
-    card.save(out_dir / "README.md")
+    ).fill(info, layout)
+    render_card(card_data).save(out_dir / "README.md")
+    date = (info.benchmark.measured_at or datetime.now(timezone.utc).isoformat())[:10]
+    for repo_path, text in eval_result_files(card_data, date).items():
+        (out_dir / repo_path).parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / repo_path).write_text(text)
     return out_dir
 
 

@@ -57,6 +57,7 @@ from huggingface_hub.errors import (
 )
 
 from hubtools.card import (
+    EVAL_METRICS,
     PLOT_FILE,
     benchmark_columns,
     fmt_accuracy,
@@ -66,6 +67,7 @@ from hubtools.card import (
     parse_benchmark_table,
 )
 from hubtools.errors import HubToolsError, HubUnreachableError, VerificationFailedError
+from hubtools.evalresults import read_eval_results, task_id
 from hubtools.hubhttp import ENV_HELP, HubPolicy, describe, is_transient
 from hubtools.runinfo import LAYOUT_FILE, RowPlace, benchmark_entry, read_layout, resolved_stage
 from recipes import machine_info, measure_models
@@ -259,17 +261,64 @@ def compare_card(checks: list[RowCheck], card_rows: dict[str, dict], json_rows: 
     return problems
 
 
-def compare_measured(check: RowCheck) -> list[str]:
+#: The metrics re-measured and held against the card: benchmark.json field, the card's column.
+CHECKED_METRICS = (
+    ("accuracy", "Accuracy"),
+    ("in_scope_accuracy", "In-scope accuracy"),
+    ("oos_recall", "OOS recall"),
+    ("oos_auroc", "OOS AUROC"),
+)
+
+
+def compare_measured(check: RowCheck) -> tuple[list[str], list[str]]:
+    """``(problems, notes)`` of a re-measured row against ``benchmark.json`` and the card. A metric
+    must equal the card's; one that differs but lies within the card's stated 95% interval is a
+    note (another CPU can flip a few int8 predictions), one outside it a problem. Size must match."""
     m, j, name = check.measured, check.json_row, check.name
-    problems = []
+    problems, notes = [], []
     if m["n_test"] != j["n_test"]:
         problems.append(f"{name}: measured on {m['n_test']} rows, benchmark.json on {j['n_test']}")
-    if m["accuracy"] != j["accuracy"]:
-        problems.append(f"{name}: accuracy here {m['accuracy']!r}, benchmark.json {j['accuracy']!r}")
-    if fmt_accuracy(m["accuracy"]) != check.card.get("Accuracy"):
-        problems.append(f"{name}: accuracy here {fmt_accuracy(m['accuracy'])}, card {check.card.get('Accuracy')}")
+    for metric, column in CHECKED_METRICS:
+        if metric not in j:
+            continue
+        here, stated = m.get(metric), j[metric]
+        if here is None:
+            problems.append(f"{name}: {metric} stated {stated!r}, not measured here")
+            continue
+        if column in check.card and fmt_accuracy(stated) != check.card[column]:
+            problems.append(
+                f"{name}: the card says {column} {check.card[column]}, benchmark.json {fmt_accuracy(stated)}"
+            )
+        if here == stated:
+            continue
+        low, high = (j.get("intervals") or {}).get(metric) or (stated, stated)
+        where = f"{name}: {metric} here {here:.4f}, stated {stated:.4f}"
+        if low <= here <= high:
+            notes.append(f"{where}: within the stated 95% interval [{low:.4f}, {high:.4f}]")
+        else:
+            problems.append(f"{where}: outside the stated 95% interval [{low:.4f}, {high:.4f}]")
     if fmt_size(m["size_mb"]) != check.card.get("Size (MB)") or abs(m["size_mb"] - j["size_mb"]) > 1e-9:
         problems.append(f"{name}: size here {m['size_mb']:.6f} MB, benchmark.json {j['size_mb']:.6f} MB")
+    return problems, notes
+
+
+def compare_published(card, snapshot: Path, row: dict) -> list[str]:
+    """The published model's row against the card's model-index (one result per metric) and the
+    repo's ``.eval_results/`` files: every stated number equal to ``benchmark.json``'s."""
+    problems = []
+    results = card.data.eval_results or []
+    stated = {r.metric_type: r.metric_value for r in results}
+    config = results[0].dataset_config if results else None
+    files = {entry["dataset"].get("task_id", ""): entry["value"] for entry in read_eval_results(snapshot).values()}
+    for metric, metric_type, _ in EVAL_METRICS:
+        if metric not in row:
+            continue
+        value = row[metric]
+        if stated.get(metric_type) != value:
+            problems.append(f"model-index states {metric_type} {stated.get(metric_type)!r}, benchmark.json {value!r}")
+        if files.get(task_id(config, metric_type)) != value:
+            in_file = files.get(task_id(config, metric_type))
+            problems.append(f".eval_results states {metric_type} {in_file!r}, benchmark.json {value!r}")
     return problems
 
 
@@ -443,7 +492,7 @@ def _verify(
         RowCheck(r["name"], places.get(r["name"], RowPlace(r["format"])), card_rows.get(r["name"], {}), r)
         for r in bench.models
     ]
-    problems = compare_card(checks, card_rows, bench.models)
+    problems, notes = compare_card(checks, card_rows, bench.models), []
     report_extra: dict = {"card_cpu": bench.machine.get("cpu") or "?", "here_cpu": machine_info()["cpu"]}
     with tempfile.TemporaryDirectory(prefix="hubtools-verify-") as tmp:
         folders = {
@@ -457,7 +506,9 @@ def _verify(
             for check in checks:
                 if check.name in by_name:
                     check.measured = by_name[check.name]
-                    problems += compare_measured(check)
+                    found, noted = compare_measured(check)
+                    problems += found
+                    notes += noted
         source = repo_id
         if bench.baseline not in folders:
             pulled, source = pull_baseline(
@@ -480,12 +531,12 @@ def _verify(
         if base and check.measured:
             check.speedup = base.measured["latency_ms"]["mean"] / check.measured["latency_ms"]["mean"]
     final = next((c for c in checks if c.name == run.final_model), None)
-    published = [r.metric_value for r in (card.data.eval_results or []) if r.metric_type == "accuracy"]
     if final is None or final.measured is None:
         problems.append(f"the published model {run.final_model!r} has no files in the repo to measure")
-    elif published != [final.measured["accuracy"]]:
-        problems.append(f"model-index states accuracy {published}, measured {final.measured['accuracy']!r}")
+    else:
+        problems += compare_published(card, snapshot, final.json_row)
     report = VerifyReport(repo_id, bench.baseline, base is not None, checks, problems, **report_extra)
+    report.warnings += notes
     for c in report.speedups:
         if not c.within:
             message = (

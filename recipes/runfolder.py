@@ -398,6 +398,7 @@ class BenchmarkResult(_Record):
     dataset: dict
     machine: dict
     models: list[dict]
+    measured_at: str = ""  # ISO 8601, UTC
     schema_version: int = SCHEMA_VERSION
 
 

@@ -47,7 +47,7 @@ def _recipe(name: str, models: dict, stages: list[dict], publish: str) -> dict:
     return {
         "name": name,
         "description": f"Tiny {name} for the publishing tests.",
-        "dataset": clinc_dataset(64, 64, 64, eval_on_train=True, id="clinc_oos"),
+        "dataset": clinc_dataset(64, 64, 64, eval_on_train=True, id="clinc_oos", oos_label="oos"),
         "models": models,
         "stages": stages,
         "publish": {"model": publish},

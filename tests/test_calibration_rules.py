@@ -38,16 +38,33 @@ def test_grid_rule_takes_the_smallest_best_bias():
     assert calibration.grid_scores(logits, labels, 1, grid, "accuracy")[0] == 0.5
 
 
-def test_bias_interval_is_seeded_and_brackets_the_rule():
+@pytest.mark.parametrize("rule", calibration.RULES)
+def test_a_choice_is_seeded_and_its_interval_brackets_it(rule):
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(400, 5))
     labels = rng.integers(0, 5, size=400)
-    rule = calibration.rule_for("nll", 4, np.arange(-4, 4.01, 0.25))
-    first = calibration.bias_interval(rule, logits, labels, resamples=40)
-    assert first == calibration.bias_interval(rule, logits, labels, resamples=40)
-    assert first["low"] <= rule(logits, labels) <= first["high"]
+    grid = np.arange(-4, 4.01, 0.25)
+    first = calibration.choose(rule, logits, labels, 4, grid, resamples=40)
+    assert first == calibration.choose(rule, logits, labels, 4, grid, resamples=40)
+    assert first.low <= first.bias <= first.high and first.resamples == 40 and first.sd >= 0
+    assert set(first.interval()) == {"low", "high", "sd", "resamples", "confidence"}
+
+
+def test_the_bagged_rule_is_the_median_of_the_grid_rules_choices():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(300, 4))
+    labels = rng.integers(0, 4, size=300)
+    grid = np.arange(0, 3.01, 0.5)
+    picks = calibration.rerun(calibration.rule_for("grid", 3, grid), logits, labels, resamples=25)
+    assert calibration.choose("bagged-grid", logits, labels, 3, grid, resamples=25).bias == np.median(picks)
+
+
+def test_without_resamples_there_is_no_interval():
+    logits, labels = np.zeros((10, 3)), np.array([2] * 5 + [0] * 5)
+    choice = calibration.choose("nll", logits, labels, 2, np.arange(0, 4.01, 0.5), resamples=0)
+    assert choice.interval() is None and choice.bias == pytest.approx(math.log(0.5 * 2 / 0.5), abs=1e-5)
 
 
 def test_unknown_rule_names_the_allowed_ones():
-    with pytest.raises(ValueError, match="allowed: accuracy, balanced, nll, bagged-accuracy"):
+    with pytest.raises(ValueError, match="allowed: nll, grid, bagged-grid"):
         calibration.rule_for("median", 0, np.arange(0, 1, 0.5))

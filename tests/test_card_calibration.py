@@ -138,7 +138,9 @@ def test_calibration_on_line_takes_the_last_one_applied():
         "stage": "cal2",
         "recipe": "r",
         "bias": -0.5,
+        "rule": "grid",  # a record from before the rules had names
         "objective": "balanced",
+        "interval": None,
         "eval_before": {k: AFTER[k] for k in keys},
         "eval_after": {k: BEFORE[k] for k in keys},
     }

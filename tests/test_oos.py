@@ -11,9 +11,9 @@ import pytest
 
 from recipes.engine.runner import Runner
 from recipes.measure.metrics import classification_metrics, top_confusions
+from recipes.ml.calibration import grid_argmax, grid_scores
 from recipes.ml.modelio import load_classifier
 from recipes.plan.loader import load_recipe
-from recipes.stages.calibrate_oos import choose_bias
 
 from .tiny import clinc_dataset, tiny_bert_with_labels, write_recipe
 
@@ -46,7 +46,10 @@ def test_chosen_bias_is_the_best_of_the_grid():
     logits = rng.normal(size=(200, 3))
     labels = rng.integers(0, 3, size=200)
     grid = np.arange(0, 4.01, 0.5)
-    bias, scores = choose_bias(logits, labels, OOS, grid, "accuracy")
+    bias, scores = (
+        grid_argmax(logits, labels, OOS, grid, "accuracy"),
+        grid_scores(logits, labels, OOS, grid, "accuracy"),
+    )
     by_hand = []
     for b in grid:
         shifted = logits.copy()
@@ -67,7 +70,16 @@ def calibrated(tmp_path_factory, clinc_dir):
         "dataset": dataset,
         "models": {"base": str(model_dir)},
         "stages": [
-            {"name": "calibrate", "type": "calibrate-oos", "input": "base", "low": 0, "high": 6, "step": 0.5},
+            {
+                "name": "calibrate",
+                "type": "calibrate-oos",
+                "input": "base",
+                "rule": "grid",
+                "low": 0,
+                "high": 6,
+                "step": 0.5,
+                "resamples": 20,
+            },
             {"name": "export", "type": "export-onnx", "input": "calibrate", "parity_samples": 32},
             {"name": "quantize", "type": "ort-quantize", "input": "export", "min_agreement": 0.8},
         ],
@@ -92,6 +104,8 @@ def test_folded_bias_changes_exactly_the_predictions_it_should(calibrated):
     assert np.allclose(after, expected, atol=1e-5)
     assert (after.argmax(-1) == expected.argmax(-1)).all()
     assert metrics["eval_after"][metrics["objective"]] >= metrics["eval_before"][metrics["objective"]]
+    interval = metrics["bias_interval"]
+    assert metrics["rule"] == "grid" and interval["resamples"] == 20 and interval["low"] <= bias <= interval["high"]
     assert bias > 0 and (after.argmax(-1) == oos).sum() > (before.argmax(-1) == oos).sum()
 
 

@@ -73,7 +73,8 @@ def test_card_loads_with_the_runs_numbers_and_lineage(runs):
     card = ModelCard.load(runs.kdq_repo)
     bench = json.loads((runs.out / "kdq" / "benchmark" / "benchmark.json").read_text())
     published = next(r for r in bench["models"] if r["name"] == "quantize")
-    assert [r.metric_value for r in card.data.eval_results] == [published["accuracy"]]
+    stated = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert stated["accuracy"] == published["accuracy"] and stated["recall"] == published["oos_recall"]
     # The teacher was published first, so it is the base; distillation makes this a fine-tune of it.
     assert card.data.base_model == runs.teacher_repo and card.data.base_model_relation == "finetune"
     assert ModelCard.load(runs.teacher_repo).data.base_model == "org/tiny-bert-publish"

@@ -1,5 +1,6 @@
 """The tests' shared builders: tiny models (a BERT with hidden size 32 and the real MiniLM (uncased)
-vocabulary), the CLINC dataset section of a recipe, and recipe files."""
+vocabulary; a classifier of each family the project knows, with its kind of tokenizer), the CLINC
+dataset section of a recipe, and recipe files."""
 
 from __future__ import annotations
 
@@ -86,3 +87,84 @@ def quantize_recipe(folder: Path) -> Path:
         "stages": [{"name": "quantize", "type": "quantize-dynamic", "input": "base"}],
     }
     return write_recipe(folder, recipe, "q.yaml")
+
+
+#: The tokenizer class each family's checkpoints load with (the vocabulary kind comes from
+#: :data:`recipes.ml.families.FAMILIES`).
+TOKENIZER_CLASSES = {
+    "bert": "BertTokenizerFast",
+    "distilbert": "DistilBertTokenizerFast",
+    "electra": "ElectraTokenizerFast",
+    "roberta": "RobertaTokenizerFast",
+    "modernbert": "PreTrainedTokenizerFast",
+    "albert": "AlbertTokenizerFast",
+    "deberta-v2": "DebertaV2TokenizerFast",
+}
+#: Each family's tiny shape: hidden 32, 2 heads, FFN width 37, as :func:`tiny_bert`.
+TINY_SHAPES = {
+    "distilbert": {"dim": 32, "n_heads": 2, "hidden_dim": 37},
+    "albert": {"hidden_size": 32, "embedding_size": 16, "num_attention_heads": 2, "intermediate_size": 37},
+    "electra": {"hidden_size": 32, "embedding_size": 16, "num_attention_heads": 2, "intermediate_size": 37},
+    # DeBERTa-v3's settings: relative attention over position buckets, no absolute positions
+    "deberta-v2": {
+        "hidden_size": 32,
+        "num_attention_heads": 2,
+        "intermediate_size": 37,
+        "relative_attention": True,
+        "position_biased_input": False,
+        "pos_att_type": ["p2c", "c2p"],
+        "max_relative_positions": -1,
+        "position_buckets": 64,
+        "norm_rel_ebd": "layer_norm",
+        "share_att_key": True,
+        "type_vocab_size": 0,
+    },
+    "modernbert": {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 37, "local_attention": 16},
+}
+
+
+def tiny_tokenizer(family: str, out_dir: Path) -> Path:
+    """The family's kind of tokenizer (:mod:`tests.tokenizers`), saved under its tokenizer class."""
+    from recipes.ml.families import BYTE_LEVEL_BPE, FAMILIES, UNIGRAM
+
+    from . import tokenizers
+
+    kind, fast_class = FAMILIES[family].tokenizer, TOKENIZER_CLASSES[family]
+    if kind == BYTE_LEVEL_BPE:
+        return tokenizers.byte_bpe_tokenizer(out_dir, fast_class, bert_specials=family == "modernbert")
+    if kind == UNIGRAM:
+        return tokenizers.unigram_tokenizer(out_dir, fast_class)
+    return tokenizers.wordpiece_tokenizer(out_dir, fast_class)
+
+
+def tiny_model(
+    family: str, out_dir: Path, num_labels: int = 151, layers: int = 2, seed: int = 0, tokenizer: str | None = None
+) -> Path:
+    """Save a randomly initialised classifier of ``family`` (a ``model_type`` of
+    :data:`recipes.ml.families.FAMILIES`: hidden 32, 2 heads, FFN width 37, ``layers`` layers) and its
+    family's kind of tokenizer (or ``tokenizer``, another family's, e.g. ``"bert"``) to ``out_dir``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    tiny_tokenizer(tokenizer or family, out_dir)
+    tok = AutoTokenizer.from_pretrained(out_dir)
+    shape = TINY_SHAPES.get(family, {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 37})
+    depth = {"n_layers" if family == "distilbert" else "num_hidden_layers": layers}
+    # the config's special ids are the tokenizer's; with no <s> and </s> (BERT's specials), [CLS] and [SEP]
+    ids = {name: getattr(tok, f"{name}_token_id") for name in ("pad", "cls", "sep")}
+    ids.update(bos=tok.bos_token_id or ids["cls"], eos=tok.eos_token_id or ids["sep"])
+    specials = {f"{name}_token_id": value for name, value in ids.items() if value is not None}
+    positions = 130 if family == "roberta" else 128  # RoBERTa's positions start after the padding id
+    config = AutoConfig.for_model(
+        family,
+        vocab_size=len(tok),
+        max_position_embeddings=positions,
+        num_labels=num_labels,
+        **shape,
+        **depth,
+        **specials,
+    )
+    torch.manual_seed(seed)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(out_dir)
+    return out_dir

@@ -6,31 +6,31 @@ Adding ``b`` to the out-of-scope logit trades in-scope accuracy for oos recall. 
   log-likelihood. The loss is convex and smooth in ``b`` (a log-sum-exp minus a linear term),
   so it has one minimum, found to ``1e-6`` by a bounded scalar search, and every eval row
   informs it, in scope or not;
-* ``accuracy`` / ``balanced`` (the old rule): the grid point with the best eval accuracy (or
-  mean of in-scope accuracy and oos recall), the smallest on ties. A step function of ``b``
-  that on CLINC150 hinges on a handful of the 100 oos eval rows, so near-identical models get
-  biases 2 points apart;
-* ``bagged-accuracy``: the median, over bootstrap resamples of the eval rows, of the grid
-  rule's choice.
+* ``grid`` (the rule before): the grid point with the best eval ``objective`` (accuracy, or the
+  mean of in-scope accuracy and oos recall), the smallest on ties. A step function of ``b`` that
+  on CLINC150 hinges on a handful of the 100 oos eval rows, so near-identical models get biases
+  2 points apart;
+* ``bagged-grid``: the median, over bootstrap resamples of the eval rows, of the grid rule's choice.
 
-:func:`bias_interval` resamples the eval rows and reruns a rule: the spread a card shows.
+:func:`choose` applies a rule and also returns its bootstrap spread (:func:`bias_interval`):
+the rule rerun on resamples of the eval rows, what a card shows next to the bias.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..measure.metrics import classification_metrics
 
-#: The rules a ``calibrate-oos`` stage may take; the grid's two objectives, then the others.
-GRID_RULES = ("accuracy", "balanced")
-RULES = (*GRID_RULES, "nll", "bagged-accuracy")
-#: Resamples of the eval rows behind a bias interval and behind the bagged rule.
-BIAS_RESAMPLES = 200
-BIAS_SEED = 0
-BIAS_CONFIDENCE = 0.95
+RULES = ("nll", "grid", "bagged-grid")
+OBJECTIVES = ("accuracy", "balanced")
+#: Resamples of the eval rows behind a bias interval and the bagged rule, and their seed.
+RESAMPLES = 200
+SEED = 0
+CONFIDENCE = 0.95
 
 Rule = Callable[[np.ndarray, np.ndarray], float]
 
@@ -72,43 +72,69 @@ def nll_bias(logits: np.ndarray, labels: np.ndarray, oos_id: int, low: float, hi
     return float(found.x)
 
 
-def resample_indices(n: int, resamples: int = BIAS_RESAMPLES, seed: int = BIAS_SEED) -> np.ndarray:
+def resample_indices(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """``resamples`` bootstrap resamples of ``n`` rows (row indices, with replacement)."""
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
-def bagged_bias(logits: np.ndarray, labels: np.ndarray, oos_id: int, grid: np.ndarray, objective: str) -> float:
-    """The median over bootstrap resamples of the eval rows of the grid rule's bias."""
-    picks = [grid_argmax(logits[i], labels[i], oos_id, grid, objective) for i in resample_indices(len(labels))]
-    return float(np.median(picks))
+def rerun(rule: Rule, logits: np.ndarray, labels: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED):
+    """The rule's bias on each bootstrap resample of the eval rows."""
+    return np.array([rule(logits[i], labels[i]) for i in resample_indices(len(labels), resamples, seed)])
 
 
-def rule_for(name: str, oos_id: int, grid: np.ndarray) -> Rule:
-    """``name`` of :data:`RULES` as ``rule(logits, labels) -> bias``."""
-    if name in GRID_RULES:
-        return lambda z, y: grid_argmax(z, y, oos_id, grid, name)
-    if name == "nll":
+@dataclass(frozen=True)
+class Choice:
+    """A rule's bias and its spread over resamples of the eval rows (``resamples`` 0: not measured)."""
+
+    bias: float
+    low: float | None = None
+    high: float | None = None
+    sd: float | None = None
+    resamples: int = 0
+
+    def interval(self) -> dict | None:
+        if not self.resamples:
+            return None
+        return {
+            "low": self.low,
+            "high": self.high,
+            "sd": self.sd,
+            "resamples": self.resamples,
+            "confidence": CONFIDENCE,
+        }
+
+
+def spread(bias: float, picks: np.ndarray) -> Choice:
+    """``bias`` with the percentile interval and standard deviation of ``picks``."""
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.percentile(picks, [tail, 100 - tail])
+    return Choice(bias, float(low), float(high), float(picks.std()), len(picks))
+
+
+def rule_for(rule: str, oos_id: int, grid: np.ndarray, objective: str = "accuracy") -> Rule:
+    """``rule`` of :data:`RULES` but ``bagged-grid`` as ``fn(logits, labels) -> bias``."""
+    if rule == "grid":
+        return lambda z, y: grid_argmax(z, y, oos_id, grid, objective)
+    if rule == "nll":
         return lambda z, y: nll_bias(z, y, oos_id, float(grid[0]), float(grid[-1]))
-    if name == "bagged-accuracy":
-        return lambda z, y: bagged_bias(z, y, oos_id, grid, "accuracy")
-    raise ValueError(f"unknown calibration rule {name!r}; allowed: {', '.join(RULES)}")
+    raise ValueError(f"unknown calibration rule {rule!r}; allowed: {', '.join(RULES)}")
 
 
-def bias_interval(
-    rule: Rule,
+def choose(
+    rule: str,
     logits: np.ndarray,
     labels: np.ndarray,
-    resamples: int = BIAS_RESAMPLES,
-    seed: int = BIAS_SEED,
-    confidence: float = BIAS_CONFIDENCE,
-) -> dict:
-    """The rule rerun on bootstrap resamples of the eval rows: the percentile interval of its
-    bias, and the standard deviation (what a retrain or another eval sample could move it by)."""
-    picks = np.array([rule(logits[i], labels[i]) for i in resample_indices(len(labels), resamples, seed)])
-    tail = 100 * (1 - confidence) / 2
-    return {
-        "low": float(np.percentile(picks, tail)),
-        "high": float(np.percentile(picks, 100 - tail)),
-        "sd": float(picks.std()),
-        "resamples": resamples,
-        "confidence": confidence,
-    }
+    oos_id: int,
+    grid: np.ndarray,
+    objective: str = "accuracy",
+    resamples: int = RESAMPLES,
+) -> Choice:
+    """The bias ``rule`` chooses on the eval rows and its spread over ``resamples`` bootstrap
+    resamples of them (none with 0). ``bagged-grid`` is the median of the grid rule's choices on
+    the resamples, so its spread is theirs."""
+    if rule == "bagged-grid":
+        picks = rerun(rule_for("grid", oos_id, grid, objective), logits, labels, max(resamples, 1))
+        return spread(float(np.median(picks)), picks)
+    fn = rule_for(rule, oos_id, grid, objective)
+    bias = fn(logits, labels)
+    return spread(bias, rerun(fn, logits, labels, resamples)) if resamples else Choice(bias)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
+
+from .families import TOKENIZER_OUTPUTS, align_tokenizer, layout, model_inputs
 
 TEACHER_LOGITS = "teacher_logits"
 
@@ -54,10 +55,10 @@ class LayerTargets:
         from .layer_losses import attention_loss, hidden_state_loss
 
         teacher = self.teacher.to(outputs.logits.device).eval()
-        model_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in inputs}
+        tokens = {k: v for k, v in model_inputs(teacher, inputs).items() if k in TOKENIZER_OUTPUTS}
         with torch.no_grad():
             target = teacher(
-                **model_inputs,
+                **tokens,
                 output_hidden_states=self.hidden_weight > 0,
                 output_attentions=self.attention_weight > 0,
             )
@@ -90,6 +91,7 @@ class DistillationTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher = inputs.pop(TEACHER_LOGITS, None)
+        inputs = model_inputs(self.model, inputs)  # the tokenizer's outputs the student's forward takes
         if teacher is None:  # evaluation batches carry no teacher logits: plain CE
             outputs = model(**inputs)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
@@ -121,7 +123,7 @@ def teacher_logits(teacher, dataset, collator, batch_size: int = 64) -> np.ndarr
     device = next(teacher.parameters()).device
     with torch.inference_mode():
         for batch in tqdm(loader, desc="Teacher logits", disable=not bars_enabled()):
-            batch = {k: v.to(device) for k, v in batch.items()}
+            batch = {k: v.to(device) for k, v in model_inputs(teacher, batch).items()}
             out.append(teacher(**batch).logits.float().cpu().numpy())
     if not out:  # no rows (a rank's empty share of a tiny set)
         return np.zeros((0, teacher.config.num_labels), dtype=np.float32)
@@ -139,7 +141,7 @@ def load_teacher(model_dir, label_names: list[str]):
             f"the teacher has {teacher.config.num_labels} labels but the dataset has {len(label_names)}: "
             "distil from a teacher fine-tuned on this dataset"
         )
-    return teacher, AutoTokenizer.from_pretrained(model_dir)
+    return teacher, align_tokenizer(teacher, AutoTokenizer.from_pretrained(model_dir))
 
 
 def logits_of_rows(teacher, tokenizer, rows, max_length: int) -> np.ndarray:
@@ -159,31 +161,11 @@ def with_teacher_logits(rows, logits: np.ndarray, tokenizer, max_length: int):
     return tokenize(rows, tokenizer, max_length).add_column(TEACHER_LOGITS, [row.tolist() for row in logits])
 
 
-_LAYER_KEY = re.compile(r"^(.*\.layer\.)(\d+)(\..*)$")
-
-
 def student_from_teacher(teacher, keep_layers: list[int]):
-    """A shallower copy of ``teacher`` keeping the listed encoder layers (DistilBERT-style).
-
-    Embeddings, pooler and classifier are copied; kept layer ``keep_layers[j]`` becomes
-    layer ``j``. Works for BERT-like models whose blocks live in ``encoder.layer.<i>``.
-    """
+    """A shallower copy of ``teacher`` keeping the listed encoder layers (DistilBERT-style): see
+    :meth:`recipes.ml.families.Family.cut`, which knows where each family keeps its layers."""
     n_layers = teacher.config.num_hidden_layers
     bad = [i for i in keep_layers if not 0 <= i < n_layers]
     if bad:
         raise ValueError(f"keep_layers {bad} out of range: the teacher has layers 0..{n_layers - 1}")
-    config = teacher.config.__class__.from_dict(teacher.config.to_dict())
-    config.num_hidden_layers = len(keep_layers)
-    student = type(teacher)(config)
-    new_index = {old: new for new, old in enumerate(keep_layers)}
-    state = {}
-    for key, value in teacher.state_dict().items():
-        match = _LAYER_KEY.match(key)
-        if match and ".encoder.layer." in key:
-            old = int(match.group(2))
-            if old not in new_index:
-                continue
-            key = f"{match.group(1)}{new_index[old]}{match.group(3)}"
-        state[key] = value.clone()
-    student.load_state_dict(state, strict=True)
-    return student
+    return layout(teacher, "cutting layers (keep_layers)").cut(teacher, keep_layers)

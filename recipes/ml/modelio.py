@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..runfolder import PYTORCH, read_format, write_format
+from .families import align_tokenizer, model_inputs
 
 PYTORCH_DYNAMIC_INT8 = "pytorch-dynamic-int8"
 ONNX = "onnx"
@@ -23,9 +24,10 @@ QUANTIZED_STATE_FILE = "quantized_state_dict.pt"
 
 
 def save_pretrained_model(model, tokenizer, out_dir: Path) -> None:
-    """Save a transformers model + tokenizer as safetensors and record the PyTorch format."""
+    """Save a transformers model + tokenizer as safetensors and record the PyTorch format. The
+    tokenizer is saved returning only the inputs the model takes (:func:`.families.align_tokenizer`)."""
     model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    align_tokenizer(model, tokenizer).save_pretrained(out_dir)
     write_format(out_dir, PYTORCH, sorted(p.name for p in Path(out_dir).glob("*.safetensors")))
 
 
@@ -45,7 +47,8 @@ class Classifier:
     def logits(
         self, texts: list[str], batch_size: int = 64, max_length: int = 128, desc: str | None = None
     ) -> np.ndarray:
-        """Logits for ``texts`` in batches; ``desc`` shows a progress bar with that label."""
+        """Logits for ``texts`` in batches; ``desc`` shows a progress bar with that label. The model
+        gets only the tokenizer outputs its forward takes (:func:`.families.model_inputs`)."""
         import torch
         from tqdm.auto import tqdm
 
@@ -62,7 +65,7 @@ class Classifier:
                     max_length=max_length,
                     return_tensors="pt",
                 )
-                out.append(np.asarray(self.model(**enc).logits, dtype=np.float32))
+                out.append(np.asarray(self.model(**model_inputs(self.model, enc)).logits, dtype=np.float32))
         return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -104,6 +107,7 @@ def _torch_classifier(model, tokenizer, format: str) -> Classifier:
     from transformers import pipeline
 
     model.eval()
+    tokenizer = align_tokenizer(model, tokenizer)  # pipeline() passes every tokenizer output to the model
     return Classifier(
         model=model,
         tokenizer=tokenizer,
@@ -189,7 +193,7 @@ def load_onnx(model_dir: Path, threads: int) -> Classifier:
     model = ORTModelForSequenceClassification.from_pretrained(
         model_dir, file_name=path.name, session_options=session_options(threads)
     )
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = align_tokenizer(model, AutoTokenizer.from_pretrained(model_dir))
     used = model.session.get_session_options()
     return Classifier(
         model=model,

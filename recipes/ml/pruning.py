@@ -13,47 +13,34 @@ Every stage records what it kept as ``metrics["kept"]`` (:func:`kept_record`): `
 ``ffn``/``ffn_total``, ``sparsity``). The model card merges the records along the published
 model's line, knowing no stage type by name.
 
-BERT-like encoders only (``base_model.encoder.layer[i]`` with ``attention.self``,
-``attention.output.dense``, ``intermediate.dense``, ``output.dense``: BERT, MiniLM, RoBERTa,
-ELECTRA); anything else is refused with a message.
+The families' layouts (where the heads, FFN and blocks of BERT, DistilBERT, RoBERTa, DeBERTa-v2,
+ALBERT, ELECTRA and ModernBERT live) come from :mod:`recipes.ml.families`; a model of another
+family is refused with a message. ALBERT's layers share their weights: its "layers" here are the
+distinct ones (one, in released checkpoints), scored over every repetition.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .families import ModelFamily, layout, model_inputs
+
+#: What the messages of a family the project does not know say it was needed for.
+NEEDS = "pruning"
+
 # --- the encoder's parts ---------------------------------------------------------------------------
 
 
 def encoder_layers(model) -> list:
-    """The encoder blocks of a BERT-like model; refuses a model built otherwise."""
-    layers = getattr(getattr(getattr(model, "base_model", None), "encoder", None), "layer", None)
-    if layers is None or not all(_is_bert_block(layer) for layer in layers):
-        raise ValueError(
-            f"{type(model).__name__} is not a BERT-like encoder (encoder.layer[i] with attention.self, "
-            "attention.output.dense, intermediate.dense, output.dense): pruning needs that layout"
-        )
-    return list(layers)
-
-
-def _is_bert_block(layer) -> bool:
-    attention = getattr(layer, "attention", None)
-    return all(
-        hasattr(obj, name)
-        for obj, name in (
-            (attention, "self"),
-            (getattr(attention, "output", None), "dense"),
-            (getattr(layer, "intermediate", None), "dense"),
-            (getattr(layer, "output", None), "dense"),
-        )
-    )
+    """The distinct encoder blocks of a model of a known family; refuses any other."""
+    return layout(model, NEEDS).encoder_blocks(model)
 
 
 def layer_shapes(model) -> list[dict]:
     """Heads and FFN width of each encoder layer, as the model is now."""
+    family = layout(model, NEEDS)
     return [
-        {"heads": layer.attention.self.num_attention_heads, "ffn": layer.intermediate.dense.out_features}
-        for layer in encoder_layers(model)
+        {"heads": family.head_count(block), "ffn": family.ffn_width(block)} for block in family.encoder_blocks(model)
     ]
 
 
@@ -80,29 +67,30 @@ def importance(model, batches, method: str) -> tuple[list, list]:
     ``sum over batches |dL/d mask|``, L the cross-entropy on the true labels; head scores are
     then divided by their layer's L2 norm, as the paper does, so layers compare.
     ``magnitude``: the L2 norm of the weights that serve the head (its query, key, value rows
-    and output columns) or the neuron (its row in, its column out).
+    and output columns) or the neuron (its row(s) in, its column out).
     """
     import torch
 
-    layers = encoder_layers(model)
+    family = layout(model, NEEDS)
+    blocks = family.encoder_blocks(model)
     if method == "magnitude":
-        return _magnitude_importance(layers)
+        return _magnitude_importance(family, blocks)
     model.eval()
-    head_masks = [torch.ones(layer.attention.self.num_attention_heads, requires_grad=True) for layer in layers]
-    ffn_masks = [torch.ones(layer.intermediate.dense.out_features, requires_grad=True) for layer in layers]
+    head_masks = [torch.ones(family.head_count(block), requires_grad=True) for block in blocks]
+    ffn_masks = [torch.ones(family.ffn_width(block), requires_grad=True) for block in blocks]
     head_scores = [torch.zeros_like(m) for m in head_masks]
     ffn_scores = [torch.zeros_like(m) for m in ffn_masks]
     hooks = []
-    for layer, hmask, fmask in zip(layers, head_masks, ffn_masks):
-        size = layer.attention.self.attention_head_size
-        hooks.append(layer.attention.output.dense.register_forward_pre_hook(_head_hook(hmask, size)))
-        hooks.append(layer.output.dense.register_forward_pre_hook(_ffn_hook(fmask)))
+    for block, hmask, fmask in zip(blocks, head_masks, ffn_masks):
+        size = family.head_width(block)
+        hooks.append(family.attention_output(block).register_forward_pre_hook(_head_hook(hmask, size)))
+        hooks.append(family.ffn_output(block).register_forward_pre_hook(_ffn_hook(fmask)))
     requires = [p.requires_grad for p in model.parameters()]
     try:
         for p in model.parameters():
             p.requires_grad_(False)
         for batch in batches:
-            loss = model(**batch).loss
+            loss = model(**model_inputs(model, batch)).loss
             grads = torch.autograd.grad(loss, head_masks + ffn_masks)
             for score, grad in zip(head_scores + ffn_scores, grads):
                 score += grad.abs()
@@ -132,21 +120,20 @@ def _ffn_hook(mask):
     return hook
 
 
-def _magnitude_importance(layers) -> tuple[list, list]:
+def _magnitude_importance(family, blocks) -> tuple[list, list]:
     import torch
 
     heads, ffn = [], []
     with torch.no_grad():
-        for layer in layers:
-            att = layer.attention
-            n, size = att.self.num_attention_heads, att.self.attention_head_size
-            rows = sum(
-                getattr(att.self, m).weight.view(n, size, -1).pow(2).sum((1, 2)) for m in ("query", "key", "value")
-            )
-            cols = att.output.dense.weight.view(-1, n, size).pow(2).sum((0, 2))
+        for block in blocks:
+            n, size = family.head_count(block), family.head_width(block)
+            rows = sum(w.view(n, size, -1).pow(2).sum((1, 2)) for w in family.qkv_weights(block))
+            cols = family.attention_output(block).weight.view(-1, n, size).pow(2).sum((0, 2))
             heads.append((rows + cols).sqrt())
-            neuron_in = layer.intermediate.dense.weight.pow(2).sum(1)
-            neuron_out = layer.output.dense.weight.pow(2).sum(0)
+            width = family.ffn_width(block)
+            serving = family.ffn_input_rows(torch.arange(width), width)  # a gated FFN: 2 rows per neuron
+            neuron_in = family.ffn_input(block).weight.pow(2).sum(1)[serving].view(-1, width).sum(0)
+            neuron_out = family.ffn_output(block).weight.pow(2).sum(0)
             ffn.append((neuron_in + neuron_out).sqrt())
     return heads, ffn
 
@@ -193,27 +180,30 @@ def ffn_to_keep(scores: list, fraction: float) -> list[list[int]]:
 def remove_heads(model, current: dict[int, list[int]]) -> None:
     """Remove heads given by their current index in each layer; ``model.prune_heads`` takes the
     original indices (it records them in ``config.pruned_heads``, which ``from_pretrained`` and
-    the ONNX exporter replay), so an already pruned layer's indices are translated."""
+    the ONNX exporter replay), so an already pruned layer's indices are translated. A family
+    with no ``prune_heads`` (DeBERTa-v2, ModernBERT) is refused."""
+    if not any(current.values()):
+        return
+    problem = ModelFamily.of(model.config).head_pruning_problem()
+    if problem:
+        raise ValueError(problem)
     heads_total = model.config.num_attention_heads
     original = {}
     for i, heads in current.items():
-        already = set(encoder_layers(model)[i].attention.pruned_heads)
+        already = set(model.config.pruned_heads.get(i, ()))
         remaining = [h for h in range(heads_total) if h not in already]
         original[i] = [remaining[h] for h in heads]
-    if original:
-        model.prune_heads(original)
+    model.prune_heads(original)
 
 
 def shrink_ffn(model, keep: list[list[int]]) -> None:
-    """Keep only the FFN neurons ``keep[i]`` of each layer; ``config.intermediate_size`` follows."""
+    """Keep only the FFN neurons ``keep[i]`` of each layer; the config's FFN width follows."""
     import torch
-    from transformers.pytorch_utils import prune_linear_layer
 
-    for layer, idx in zip(encoder_layers(model), keep):
-        index = torch.tensor(idx, dtype=torch.long)
-        layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, index, dim=0)
-        layer.output.dense = prune_linear_layer(layer.output.dense, index, dim=1)
-    model.config.intermediate_size = len(keep[0])
+    family = layout(model, NEEDS)
+    for block, idx in zip(family.encoder_blocks(model), keep):
+        family.shrink_ffn(block, torch.tensor(idx, dtype=torch.long))
+    setattr(model.config, family.ffn_key, len(keep[0]))
 
 
 # --- weights: gradual magnitude pruning -----------------------------------------------------------------

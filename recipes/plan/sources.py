@@ -102,16 +102,26 @@ def resolve_source(field: str, source: str, base_dir: Path) -> ResolvedModel:
     return _resolve_hub(field, _hub_id(field, source))
 
 
+def model_file(field: str, source: str, base_dir: Path, name: str) -> Path | None:
+    """One file of the model ``source`` (a folder or a Hub id), fetched alone; None when the model
+    has no such file."""
+    if looks_local(source, base_dir):
+        path = _local_folder(field, source, base_dir) / name
+        return path if path.is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    repo_id = _hub_id(field, source)
+    with _hub_errors(field, repo_id):
+        try:
+            return Path(hf_hub_download(repo_id, name))
+        except EntryNotFoundError:
+            return None
+
+
 def read_config(field: str, source: str, base_dir: Path) -> dict:
     """The ``config.json`` of the model ``source`` (a folder or a Hub id), without its weights."""
-    if looks_local(source, base_dir):
-        path = _local_folder(field, source, base_dir) / "config.json"
-    else:
-        from huggingface_hub import hf_hub_download
-
-        repo_id = _hub_id(field, source)
-        with _hub_errors(field, repo_id):
-            path = Path(hf_hub_download(repo_id, "config.json"))
+    path = model_file(field, source, base_dir, "config.json") or Path(source) / "config.json"
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -117,6 +118,7 @@ def run(spec: BenchmarkSpec, ctx: StageContext) -> dict:
         dataset={**ctx.data.spec.model_dump(), "split_used": ctx.data.spec.splits.test},
         machine=machine_info(threads),
         models=rows,
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     ).write(ctx.out_dir)
     table = format_table(rows)
     ctx.log.info("Benchmark:\n%s", table)

@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from ..ml.augment import OPS, Op
+from ..ml.families import FamilyOf, ModelFamily
 from ..ml.training import TrainingSpec, classifier_with_dataset_labels, eval_metrics, fit_and_save, training_arguments
 from ..plan.bounds import MAX_LAYERS, FiniteFloat, Fraction, LayerIndex, Text
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, StrictSpec, register
@@ -40,7 +41,10 @@ class DistillSpec(TrainingSpec):
 
     The student is either another model (``student:``, a key of ``models`` or an earlier
     stage, given a head for the dataset's labels) or the teacher cut down to the encoder layers
-    ``keep_layers`` (DistilBERT-style). The loss, with ``T`` the ``temperature``, is
+    ``keep_layers`` (DistilBERT-style; ALBERT, whose layers share one set of weights, repeats it
+    ``len(keep_layers)`` times; ModernBERT's kept layers must start with 0 and keep its global
+    attention every n-th layer, which ``recipes check`` verifies). The loss, with ``T`` the
+    ``temperature``, is
 
     ``alpha * CE + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))``
 
@@ -178,6 +182,31 @@ class DistillSpec(TrainingSpec):
         lists = {"keep_layers": self.keep_layers, "layer_map": self.layer_map}
         return {name: layers for name, layers in lists.items() if layers}
 
+    def output_family(self, family_of: FamilyOf) -> ModelFamily | None:
+        """The family of the student it makes: the ``student`` model's, or the teacher's it is cut from."""
+        return family_of(self.student if self.student is not None else self.input)
+
+    def family_problems(self, family_of: FamilyOf) -> list[str]:
+        """What the models' families cannot do that the spec asks (see :mod:`recipes.ml.families`):
+        a student cut from a teacher whose layout the project does not know, or whose layers cannot
+        be kept as listed (ALBERT with several layer groups, ModernBERT's global layers out of
+        place); attention maps that do not pair one per layer."""
+        problems = []
+        teacher = family_of(self.input)
+        # the lists a student is cut by: keep_layers, and a search's keep_layers choices (not layer_map)
+        cuts = {where: layers for where, layers in self.teacher_layers().items() if "keep_layers" in where}
+        for where, layers in cuts.items():
+            problem = teacher.cut_problem(layers) if teacher is not None else None
+            if problem:
+                problems.append(f"stage {self.name!r} ({self.type}) {where} of {self.input!r}: {problem}")
+        if self.attention_weight > 0:
+            for role, ref in self.refs().items():
+                found = family_of(ref)
+                problem = found.attention_maps_problem() if found is not None else None
+                if problem:
+                    problems.append(f"stage {self.name!r} ({self.type}) attention_weight, {role} {ref!r}: {problem}")
+        return problems
+
 
 #: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
 PUBLISHING = Publishing(
@@ -197,6 +226,9 @@ def run(spec: DistillSpec, ctx: StageContext) -> dict:
 
     data = ctx.data
     teacher, teacher_tokenizer = load_teacher(ctx.inputs["input"], data.label_names)
+    problems = spec.family_problems(lambda ref: ModelFamily.of(teacher.config) if ref == spec.input else None)
+    if problems:  # recipes check refuses them first; a model given another way gets the same message
+        raise ValueError("; ".join(problems))
     rows = training_rows(spec, ctx, teacher, teacher_tokenizer)
     logits = cached_teacher_logits(spec, ctx, teacher, teacher_tokenizer, rows)
 

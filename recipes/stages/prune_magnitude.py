@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from ..ml.families import FamilyOf
 from ..ml.training import TrainingSpec, classifier_with_dataset_labels, eval_metrics, fit_and_save, training_arguments
 from ..plan.bounds import FiniteFloat, Fraction, Text
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, register
@@ -76,6 +77,12 @@ class PruneMagnitudeSpec(TrainingSpec):
 
     def refs(self) -> dict[str, str]:
         return {"input": self.input, **({"teacher": self.teacher} if self.teacher else {})}
+
+    def family_problems(self, family_of: FamilyOf) -> list[str]:
+        """A model family whose encoder layers the project does not know (:mod:`recipes.ml.families`)."""
+        found = family_of(self.input)
+        problem = found.layout_problem("magnitude pruning of the encoder's Linear layers") if found else None
+        return [f"stage {self.name!r} ({self.type}) on {self.input!r}: {problem}"] if problem else []
 
     def labelled_roles(self) -> set[str]:
         return {"teacher"} if self.teacher else set()  # the input may get a new head, as in finetune

@@ -22,6 +22,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from ..ml.families import FamilyOf, ModelFamily, ffn_width
 from ..plan.bounds import BatchSize, FiniteFloat, Fraction, SampleCount, Text
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, StageSpec, StrictSpec, register
 
@@ -59,6 +60,9 @@ class PruneStructuredSpec(StageSpec):
     records them in ``config.pruned_heads``. FFN neurons go by lowest score within each layer,
     the same number in every layer: transformers' config has one ``intermediate_size``. So
     ``from_pretrained``, ``pipeline()``, the ONNX export and int8 load the result unchanged.
+    DeBERTa-v2 and ModernBERT have no ``prune_heads``: ``recipes check`` refuses ``remove_heads``
+    above 0 for them (their FFN neurons can go); ALBERT's layers share weights, so its one
+    shared layer is pruned.
 
     ``recover`` then distils the pruned model from a teacher with the ``distill`` loss. The
     record holds the heads removed, ``pruned_heads``, ``intermediate_size``, the parameters
@@ -101,6 +105,19 @@ class PruneStructuredSpec(StageSpec):
     def refs(self) -> dict[str, str]:
         return {"input": self.input, **({"teacher": self.recover.teacher} if self.recover else {})}
 
+    def family_problems(self, family_of: FamilyOf) -> list[str]:
+        """Why ``input``'s family cannot lose what the spec removes (see :mod:`recipes.ml.families`):
+        a family whose layout the project does not know; heads of one with no ``prune_heads``."""
+        found = family_of(self.input)
+        if found is None:
+            return []
+        if self.remove_heads > 0:
+            problem = found.head_pruning_problem()
+            fix = f"; set remove_heads: 0 (--set {self.name}.remove_heads=0) to remove FFN neurons only"
+        else:
+            problem, fix = found.layout_problem("removing FFN neurons"), ""
+        return [f"stage {self.name!r} ({self.type}) on {self.input!r}: {problem}{fix}"] if problem else []
+
 
 #: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
 PUBLISHING = Publishing(
@@ -134,6 +151,9 @@ def run(spec: PruneStructuredSpec, ctx: StageContext) -> dict:
 
     source = ctx.inputs["input"]
     model = AutoModelForSequenceClassification.from_pretrained(source)
+    problems = spec.family_problems(lambda ref: ModelFamily.of(model.config))
+    if problems:  # recipes check refuses them first; a model given another way gets the same message
+        raise ValueError("; ".join(problems))
     tokenizer = AutoTokenizer.from_pretrained(source)
     before = layer_shapes(model)
     heads_total = model.config.num_attention_heads
@@ -192,7 +212,7 @@ def run(spec: PruneStructuredSpec, ctx: StageContext) -> dict:
         "importance": spec.importance,
         "heads_removed": {str(i): hs for i, hs in removed.items()},  # current indices of the input
         "pruned_heads": {str(k): sorted(v) for k, v in reloaded.config.pruned_heads.items()},
-        "intermediate_size": reloaded.config.intermediate_size,
+        "intermediate_size": ffn_width(reloaded.config),
         "params_before": params_before,
         "params_after": params_after,
         "eval_before": eval_before,
