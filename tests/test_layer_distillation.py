@@ -121,6 +121,24 @@ def test_neighbours_come_from_the_teacher_vocabulary():
     )
 
 
+@pytest.mark.parametrize("kind", ["byte-level BPE", "Unigram"])
+def test_neighbours_are_words_whatever_the_vocabulary(kind, tmp_path):
+    """A BPE (``Ġweather``) or SentencePiece (``▁weather``) vocabulary gives word neighbours too,
+    written as plain words, so the augmentation perturbs RoBERTa's or ALBERT's texts as BERT's."""
+    from transformers import AutoTokenizer
+
+    from .tokenizers import byte_bpe_tokenizer, unigram_tokenizer
+
+    build = byte_bpe_tokenizer if kind == "byte-level BPE" else unigram_tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(build(tmp_path / "tok"))
+    embeddings = np.random.default_rng(0).normal(size=(len(tokenizer), 16))
+    texts = ["what is the weather like", "book a flight"]
+    neighbours = word_neighbours(texts, tokenizer, embeddings, k=3)
+    one_piece = {w for t in texts for w in t.split() if len(tokenizer.tokenize(f" {w}")) == 1}
+    assert {"book", "flight"} <= one_piece == set(neighbours)
+    assert all(len(v) == 3 and all(n.isalpha() and n.islower() for n in v) for v in neighbours.values())
+
+
 @pytest.fixture(scope="module")
 def layer_run(tmp_path_factory, clinc_dir):
     """A tiny teacher fine-tuned, then distilled with hidden + attention losses and 2 augmented copies."""

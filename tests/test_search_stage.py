@@ -281,5 +281,50 @@ def test_pruner_forms():
     from recipes.stages.search import PrunerSpec
 
     assert PrunerSpec.model_validate("none").type == "none"
-    median = PrunerSpec.model_validate({"type": "median", "startup_trials": 2, "warmup_epochs": 1}).make()
+    spec = {"type": "median", "axis": "epoch", "startup_trials": 2, "warmup_epochs": 1}
+    median = PrunerSpec.model_validate(spec).make()
     assert (median._n_startup_trials, median._n_warmup_steps) == (2, 2)  # 1-based epochs: first check after epoch 2
+    schedule = PrunerSpec.model_validate({"type": "median", "warmup_share": 0.3}).make()
+    assert schedule._n_warmup_steps == 30  # percent of each trial's schedule
+
+
+def test_schedule_steps_put_trials_of_any_length_on_one_axis():
+    from recipes.stages.search import schedule_steps
+
+    assert schedule_steps(1, 5, set()) == [10, 20] and schedule_steps(2, 5, {10, 20}) == [30, 40]
+    assert schedule_steps(1, 10, set()) == [10] and schedule_steps(4, 10, {10, 20, 30}) == [40]
+    assert schedule_steps(3, 8, {10, 20}) == [30] and schedule_steps(8, 8, set(range(10, 100, 10))) == [100]
+
+
+@pytest.mark.parametrize(("axis", "pruned"), [("epoch", True), ("schedule", False)])
+def test_a_long_schedule_is_judged_at_the_same_share_of_its_training(axis, pruned):
+    """A hand-made study: two 5-epoch trials learn fast and finish at 0.90; a 10-epoch trial learns
+    slower but ends higher. After its 4th epoch it is behind the short trials' 4th epoch (their
+    near-final 0.88) yet ahead of where they were at 40% of their schedule (their 2nd epoch, 0.75):
+    the epoch axis stops it, the schedule axis lets it go on."""
+    import optuna
+
+    from recipes.stages.search import PrunerSpec, schedule_steps
+
+    short = [0.60, 0.75, 0.82, 0.88, 0.90]
+    long = [0.50, 0.62, 0.70, 0.78]  # its first 4 of 10 epochs
+    study = optuna.create_study(
+        direction="maximize", pruner=PrunerSpec(type="median", axis=axis, startup_trials=2).make()
+    )
+
+    def steps(epoch, epochs, reported):
+        return [epoch] if axis == "epoch" else schedule_steps(epoch, epochs, reported)
+
+    for _ in range(2):
+        trial, reported = study.ask(), set()
+        for epoch, value in enumerate(short, 1):
+            for step in steps(epoch, 5, reported):
+                trial.report(value, step)
+                reported.add(step)
+        study.tell(trial, short[-1])
+    trial, reported = study.ask(), set()
+    for epoch, value in enumerate(long, 1):
+        for step in steps(epoch, 10, reported):
+            trial.report(value, step)
+            reported.add(step)
+    assert bool(trial.should_prune()) is pruned

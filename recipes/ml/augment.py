@@ -19,14 +19,34 @@ OPS: tuple[str, ...] = get_args(Op)
 _WORD = re.compile(r"^[a-z]+$")
 
 
+def whole_word_pieces(tokenizer, min_letters: int = 2) -> dict[str, int]:
+    """Lower-case words of ``min_letters`` or more letters that the tokenizer writes as one piece of its own,
+    after a space as inside a sentence
+    -> that piece's id, whatever the vocabulary's kind: a WordPiece word (``weather``), a byte-level
+    BPE word-start piece (``Ġweather``), a SentencePiece one (``▁weather``)."""
+    found = {}
+    pieces = sorted(tokenizer.get_vocab().items())
+    words = [tokenizer.convert_tokens_to_string([piece]).strip() for piece, _ in pieces]
+    shaped = [
+        (word, piece, i) for word, (piece, i) in zip(words, pieces) if _WORD.match(word) and len(word) >= min_letters
+    ]
+    own = tokenizer([f" {word}" for word, _, _ in shaped], add_special_tokens=False)["input_ids"] if shaped else []
+    for (word, _, i), ids in zip(shaped, own):
+        if ids == [i]:  # the tokenizer writes the word as exactly this piece
+            found[word] = i
+    return found
+
+
 def word_neighbours(texts: list[str], tokenizer, embeddings: np.ndarray, k: int = 5) -> dict[str, list[str]]:
-    """For each lower-case word of ``texts`` that is one wordpiece of ``tokenizer``, its ``k``
-    nearest whole-word pieces by cosine similarity of the teacher's input embeddings."""
-    vocab = tokenizer.get_vocab()
-    candidates = sorted((piece, i) for piece, i in vocab.items() if _WORD.match(piece) and len(piece) > 1)
+    """For each lower-case word of ``texts`` that is one whole-word piece of ``tokenizer``, its ``k``
+    nearest whole-word pieces by cosine similarity of the teacher's input embeddings (as words)."""
+    vocab = whole_word_pieces(tokenizer, min_letters=1)  # a one-letter word gets neighbours, is none
+    candidates = sorted((word, i) for word, i in vocab.items() if len(word) > 1)
     cand_ids = np.array([i for _, i in candidates])
+    if not len(cand_ids):
+        return {}
     cand = embeddings[cand_ids] / np.linalg.norm(embeddings[cand_ids], axis=1, keepdims=True).clip(1e-8)
-    words = sorted({w for t in texts for w in t.lower().split() if w in vocab and _WORD.match(w)})
+    words = sorted({w for t in texts for w in t.lower().split() if w in vocab})
     if not words:
         return {}
     ids = np.array([vocab[w] for w in words])

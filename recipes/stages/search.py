@@ -134,17 +134,41 @@ class SearchRange(StrictSpec):
         return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
 
 
+#: The common axis of a schedule: trials report at these percentages of their own training.
+SCHEDULE_GRID = tuple(range(10, 101, 10))
+
+
+def schedule_steps(epoch: int, epochs: int, reported: set[int]) -> list[int]:
+    """The percentages of :data:`SCHEDULE_GRID` that epoch ``epoch`` of ``epochs`` is the first to
+    reach (``reported``: the steps reported already). A 5-epoch trial reports 10 and 20 after its
+    first epoch, a 10-epoch trial 10 after its first and 20 after its second: at step 20 both have
+    trained a fifth of their schedule, with their learning rate decayed alike."""
+    reached = 100 * epoch / max(epochs, 1)
+    return [step for step in SCHEDULE_GRID if step <= reached + 1e-9 and step not in reported]
+
+
 class PrunerSpec(StrictSpec):
-    """How hopeless trials are stopped. Each trial reports its eval metric after every epoch;
-    ``median`` stops one that is below the median of the earlier trials at the same epoch,
-    ``threshold`` one below ``lower``, ``none`` never stops one. ``pruner: median`` is short for
-    ``pruner: {type: median}``."""
+    """How hopeless trials are stopped. Each trial reports its eval metric as it trains, on a
+    common ``axis``: ``schedule`` (default) the share of its own schedule it has trained, in steps
+    of 10% (:func:`schedule_steps`), so trials of 5 and 10 epochs are compared at the same point
+    of their learning-rate decay; ``epoch`` the epoch, which compares a 10-epoch trial at epoch 4
+    with a 5-epoch one near its end and stops long schedules for being behind early. ``median``
+    stops a trial below the median of the earlier trials at the same step, ``threshold`` one below
+    ``lower``, ``none`` never stops one. ``pruner: median`` is short for ``pruner: {type: median}``."""
 
     type: Literal["median", "threshold", "none"] = Field(
         "median", description="median, threshold (with `lower`) or none: see above."
     )
+    axis: Literal["schedule", "epoch"] = Field(
+        "schedule", description="What trials are compared at: the share of their schedule trained, or the epoch."
+    )
     startup_trials: int = Field(3, ge=0, le=10_000, description="median: trials that finish before any is pruned.")
-    warmup_epochs: int = Field(1, ge=0, le=1000, description="Epochs every trial trains before it can be pruned.")
+    warmup_epochs: int = Field(
+        1, ge=0, le=1000, description="axis epoch: epochs every trial trains before it can be pruned."
+    )
+    warmup_share: Fraction = Field(
+        0.2, description="axis schedule: the share of its schedule every trial trains before it can be pruned."
+    )
     lower: FiniteFloat | None = Field(None, description="threshold: stop a trial whose eval metric is below this.")
 
     @model_validator(mode="before")
@@ -158,23 +182,34 @@ class PrunerSpec(StrictSpec):
             raise ValueError("`lower` goes with `type: threshold`, and a threshold pruner needs it")
         return self
 
+    def _from(self) -> str:
+        if self.axis == "schedule":
+            return f"from {100 * self.warmup_share:.0f}% of each trial's schedule"
+        return f"from epoch {self.warmup_epochs + 1}"
+
     def describe(self) -> str:
         if self.type == "none":
             return "none"
         if self.type == "threshold":
-            return f"threshold (below {self.lower:g} after epoch {self.warmup_epochs + 1} or later)"
-        return f"median (after {self.startup_trials} trials, from epoch {self.warmup_epochs + 1})"
+            return f"threshold (below {self.lower:g}, {self._from()})"
+        return f"median (after {self.startup_trials} trials, {self._from()}, at equal {self.axis})"
+
+    @property
+    def warmup_steps(self) -> int:
+        """The first step a trial can be stopped after, on its axis (trials report 1-based epochs,
+        or percentages of their schedule)."""
+        if self.axis == "schedule":
+            return next((s for s in SCHEDULE_GRID if s > 100 * self.warmup_share - 1e-9), SCHEDULE_GRID[-1])
+        return self.warmup_epochs + 1
 
     def make(self):
-        """The Optuna pruner; trials report 1-based epochs, so the first epoch a trial can be
-        stopped after is ``warmup_epochs + 1``."""
+        """The Optuna pruner on the spec's axis."""
         import optuna
 
-        warmup = self.warmup_epochs + 1
         if self.type == "median":
-            return optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials, n_warmup_steps=warmup)
+            return optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials, n_warmup_steps=self.warmup_steps)
         if self.type == "threshold":
-            return optuna.pruners.ThresholdPruner(lower=self.lower, n_warmup_steps=warmup)
+            return optuna.pruners.ThresholdPruner(lower=self.lower, n_warmup_steps=self.warmup_steps)
         return optuna.pruners.NopPruner()
 
 
@@ -378,21 +413,29 @@ PUBLISHING = Publishing(
 # --- one trial ------------------------------------------------------------------------------------
 
 
-def _epoch_reporter(trial, metric: str):
-    """A Trainer callback: report the eval metric after each epoch (1-based); stop the trial
-    when the pruner says so, except after its last epoch (then it completes)."""
+def _epoch_reporter(trial, metric: str, axis: str = "schedule"):
+    """A Trainer callback: report the eval metric after each epoch, at the 1-based epoch or (axis
+    ``schedule``) at the percentages of the schedule the epoch reached (:func:`schedule_steps`); stop
+    the trial when the pruner says so, except after its last epoch (then it completes)."""
     import optuna
     from transformers import TrainerCallback
 
     class ReportEpoch(TrainerCallback):
+        def __init__(self):
+            self.reported: set[int] = set()
+
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             value = (metrics or {}).get(f"eval_{metric}")
             if value is None:
                 return
-            epoch = int(round(state.epoch or 0))
-            trial.report(value, epoch)
-            if epoch < math.ceil(args.num_train_epochs) and trial.should_prune():
-                raise optuna.TrialPruned(f"eval_{metric} {value:.4f} after epoch {epoch}")
+            epoch, epochs = int(round(state.epoch or 0)), math.ceil(args.num_train_epochs)
+            steps = [epoch] if axis == "epoch" else schedule_steps(epoch, epochs, self.reported)
+            for step in steps:
+                trial.report(value, step)
+            self.reported = self.reported | set(steps)
+            if steps and epoch < epochs and trial.should_prune():
+                where = f"epoch {epoch}" if axis == "epoch" else f"{steps[-1]}% of its schedule (epoch {epoch})"
+                raise optuna.TrialPruned(f"eval_{metric} {value:.4f} after {where}")
 
     return ReportEpoch()
 
@@ -420,7 +463,7 @@ class Search:
         out.mkdir(parents=True)
         done = studies.counted(trial.study.get_trials(deepcopy=False))
         log.info("Trial %d (%s; %d of %d done): %s", trial.number, self.role, done, spec.n_trials, params)
-        reporters = [] if spec.minimize else [_epoch_reporter(trial, spec.metric)]
+        reporters = [] if spec.minimize else [_epoch_reporter(trial, spec.metric, spec.pruner.axis)]
         trial_ctx = dataclasses.replace(self.ctx, out_dir=out, callbacks=[*self.ctx.callbacks, *reporters])
         transformers.set_seed(self.ctx.seed)  # every trial starts where a lone distill run would
         self.ran += 1
