@@ -67,14 +67,15 @@ def trials_table(record: dict) -> str:
         number = f"{t['number']} (kept)" if t["number"] == record["best"] else str(t["number"])
         values = t["values"] or []
         shown = [_value(values[i]) if i < len(values) else "-" for i in range(len(objectives))]
-        if not values and t["epochs"] and len(objectives) == 1:
-            shown = [f"{_value(list(t['epochs'].values())[-1])} (epoch {list(t['epochs'])[-1]})"]
+        trained = t.get("epochs_trained")
+        if not values and t["reported"] and trained and len(objectives) == 1:
+            shown = [f"{_value(list(t['reported'].values())[-1])} (epoch {trained})"]
         rows.append(
             [
                 number,
                 *(_value(t["params"][p]) if p in t["params"] else "-" for p in params),
                 *shown,
-                len(t["epochs"]) or "-",
+                trained or "-",
                 t["state"],
                 _value(t["duration_s"]) if t["duration_s"] is not None else "-",
             ]

@@ -418,7 +418,7 @@ class TrialsRecord(_Record):
     best: int  # the kept trial's number
     rule: str  # how it was chosen
     pareto_front: list[int]
-    trials: list[dict]  # number, state, params, values, epochs, duration_s, worker, retry_of
+    trials: list[dict]  # number, state, params, values, reported, epochs_trained, duration_s, worker, retry_of
     plots: dict = field(default_factory=dict)  # name -> {"file", "title"}
     schema_version: int = SCHEMA_VERSION
 

@@ -216,13 +216,13 @@ def test_head_pruning_is_refused_for_families_without_prune_heads(tmp_path, fami
     base = config_folder(tmp_path / family, family)
     message = refusal("kd-prune-onnx-quant", f"models.base={base}")
     name = FAMILIES[family].name
-    assert f"stage 'prune' (prune-structured) on 'trim': a {name} model cannot lose attention heads" in message
+    assert f"stage 'prune' (prune-structured) on 'student': a {name} model cannot lose attention heads" in message
     assert "set remove_heads: 0 (--set prune.remove_heads=0) to remove FFN neurons only" in message
     assert "families that can: BERT, RoBERTa, ELECTRA, DistilBERT, ALBERT" in message
     args = ["check", "kd-prune-onnx-quant", "--set", f"dataset.id={CLINC_DIR}", "--set", f"models.base={base}"]
     assert main(args) == RecipeValidationError.exit_code
     assert f"a {name} model cannot lose attention heads" in capsys.readouterr().err
-    checked("kd-prune-onnx-quant", f"models.base={base}", "prune.remove_heads=0")
+    checked("kd-prune-onnx-quant", f"models.base={base}", "prune.remove_heads=0", "prune-logits-only.remove_heads=0")
 
 
 def test_modernbert_layers_cut_out_of_place_are_refused(tmp_path):
@@ -319,7 +319,8 @@ def chain(request, tmp_path_factory):
     if family in NO_HEAD_PRUNING:
         with pytest.raises(RecipeValidationError, match="cannot lose attention heads"):
             check_plan(prune)
-        prune = make_plan(str(root / "kd-prune-onnx-quant.yaml"), ["prune.remove_heads=0"])
+        no_heads = ["prune.remove_heads=0", "prune-logits-only.remove_heads=0"]
+        prune = make_plan(str(root / "kd-prune-onnx-quant.yaml"), no_heads)
     runner.run(prune)
     return family, runner
 

@@ -22,6 +22,8 @@ QUANTIZED = {
     "q-static-minmax": {"input": "export", "mode": "static", "calibration": "minmax", "calibration_samples": 32},
     "q-static-pct": {"input": "export", "mode": "static", "calibration": "percentiles", "calibration_samples": 32},
     "q-fused": {"input": "opt-2", "engine": "onnxruntime"},
+    "q-4bit": {"input": "export", "embedding_bits": 4},
+    "q-4bit-fused": {"input": "opt-2", "engine": "onnxruntime", "embedding_bits": 4, "embedding_block": 16},
 }
 BENCHMARKED = ["base", "export", "opt-2", "q-dynamic", "q-static-minmax"]
 
@@ -121,6 +123,22 @@ def test_quantize_records_how(run_dir):
         assert m["size_mb"] < m["size_mb_before"] / 2
     for stage in QUANTIZED:
         assert json.loads((run_dir / stage / "model_format.json").read_text())["file_name"] == QUANTIZED_FILE
+
+
+def test_4_bit_embeddings_shrink_the_tables_and_keep_the_logits(run_dir):
+    import numpy as np
+    import onnx
+
+    texts = eval_texts(run_dir)
+    for stage, int8 in (("q-4bit", "q-dynamic"), ("q-4bit-fused", "q-fused")):
+        m = metrics(run_dir, stage)
+        assert (m["embedding_bits"], m["embedding_tables_4_bit"]) == (4, 3)  # words, positions, token types
+        assert metrics(run_dir, int8)["embedding_bits"] == 8 and "embedding_tables_4_bit" not in metrics(run_dir, int8)
+        ops = [n.op_type for n in onnx.load(run_dir / stage / QUANTIZED_FILE).graph.node]
+        assert ops.count("GatherBlockQuantized") == 3
+        assert m["size_mb"] < metrics(run_dir, int8)["size_mb"]
+        fp32 = load_classifier(run_dir / "export", 1).logits(texts)
+        assert np.abs(load_classifier(run_dir / stage, 1).logits(texts) - fp32).max() < 0.05
 
 
 def test_benchmark_rows_for_onnx_models(run_dir):

@@ -93,8 +93,8 @@ def test_trimmed_vocabulary_keeps_the_logits_of_kept_texts_and_ids_in_range(runs
 
     from recipes.ml.data import RecipeData
 
-    run = runs["chain"]  # kd-prune-onnx-quant: the student is trimmed first
-    before_dir, after_dir = run.models["student"].path, run.out_dir / "trim"
+    run = runs["chain"]  # kd-prune-onnx-quant: the pruned student is trimmed
+    before_dir, after_dir = run.out_dir / "prune", run.out_dir / "trim"
     old_tok, new_tok = AutoTokenizer.from_pretrained(before_dir), AutoTokenizer.from_pretrained(after_dir)
     old = AutoModelForSequenceClassification.from_pretrained(before_dir).eval()
     new = AutoModelForSequenceClassification.from_pretrained(after_dir).eval()
@@ -193,6 +193,10 @@ def test_structured_pruning_gives_the_requested_shapes_and_reloads(runs):
     kept = [(e["heads"], e["heads_total"], e["ffn"], e["ffn_total"]) for e in metrics["kept"]["layers"]]
     assert kept == [(1, 2, 19, 37)] * 3
     assert metrics["recover"]["history"] and "eval_pruned" in metrics
+    # The catalog recovers with kd's layer losses and teacher-labelled copies; its comparison stage
+    # recovers on the logits alone.
+    assert metrics["recover"]["train_rows"]["augmented"] == metrics["recover"]["train_rows"]["original"] > 0
+    assert stage_metrics(run, "prune-logits-only")["recover"]["train_rows"]["augmented"] == 0
 
 
 def test_pruned_model_exports_to_onnx_and_quantizes(runs):
@@ -210,7 +214,8 @@ def test_pruned_model_exports_to_onnx_and_quantizes(runs):
     assert np.abs(torch_logits - onnx_logits).max() < 1e-3
     bench = json.loads((run.out_dir / "benchmark" / "benchmark.json").read_text())
     sizes = {r["name"]: r["size_mb"] for r in bench["models"]}
-    assert sizes["quantize"] < sizes["prune"] < sizes["trim"] < sizes["student"] < sizes["teacher-calibrated"]
+    assert sizes["quantize"] < sizes["quantize-int8"] < sizes["trim"] < sizes["prune"] < sizes["student"]
+    assert sizes["student"] < sizes["teacher-calibrated"]
     vocab = runs["vocab"]  # prune-onnx-quant: the teacher trimmed, exported, quantized
     trim = stage_metrics(vocab, "trim")
     assert trim["kept_by_rule"]["words"] > 0 and trim["vocab_kept"] < trim["vocab_total"]
@@ -337,6 +342,7 @@ REFUSED = [
     ("prune", {"importance": "random"}, ["stages -> prune -> importance", "'gradient' or 'magnitude'"]),
     ("prune", {"recover": {"teacher": "nobody"}}, ["stage 'prune' teacher refers to 'nobody'"]),
     ("prune", {"recover": {"teacher": "teacher", "epochs": 0}}, ["stages -> prune -> recover -> epochs"]),
+    ("prune", {"recover": {"teacher": "teacher", "attention_weight": 1.0}}, ["attention_weight need layer_map"]),
     ("trim", {"min_count": 0}, ["stages -> trim -> min_count", "greater than or equal to 1"]),
     ("trim", {"top_words": -5}, ["stages -> trim -> top_words"]),
     ("trim", {"characters": "some"}, ["stages -> trim -> characters"]),

@@ -31,7 +31,7 @@ ENQUEUE = [{"epochs": 2, "alpha": 0.5, "learning_rate": 0.01}, {"epochs": 1, "al
 #: Forces a prune, whatever the tiny model learns: every trial is below 0.9 after its first
 #: epoch, and a trial is never pruned after its last one, so each 2-epoch trial is pruned after
 #: epoch 1 and each 1-epoch trial completes.
-PRUNER = {"type": "threshold", "lower": 0.9, "warmup_epochs": 0}
+PRUNER = {"type": "threshold", "lower": 0.9, "warmup_share": 0.1}
 
 
 def recipe(dataset_id: str, **search) -> dict:
@@ -89,8 +89,9 @@ def test_hopeless_trials_are_pruned_and_counted(searched):
     assert metrics["n_complete"] + metrics["n_pruned"] == N_TRIALS and metrics["n_failed"] == 0
     table = json.loads((stage_dir / "study" / "trials.json").read_text())
     pruned = next(t for t in table["trials"] if t["number"] == 0)
-    assert list(pruned["epochs"]) == ["1"]  # stopped after its first epoch, valued as it was then
-    assert pruned["values"] == [pruned["epochs"]["1"]] and pruned["values"][0] < PRUNER["lower"]
+    # Stopped after its first epoch (half its schedule: reported at 10% ... 50%), valued as it was then.
+    assert list(pruned["reported"]) == ["10", "20", "30", "40", "50"] and pruned["epochs_trained"] == 1
+    assert pruned["values"] == [pruned["reported"]["50"]] and pruned["values"][0] < PRUNER["lower"]
     assert table["counts"] == {"complete": metrics["n_complete"], "pruned": metrics["n_pruned"], "failed": 0}
     assert table["pruner"].startswith("threshold")
 

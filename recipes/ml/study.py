@@ -56,6 +56,8 @@ PLOTS = {
 CLOSED = "closed"
 #: Trial user attributes.
 WORKER, RESULT, SURPLUS, INTERRUPTED = "worker", "result", "surplus", "interrupted"
+#: The trial attribute holding the epochs a trial trained (its reports are on the pruner's axis).
+EPOCHS_TRAINED = "epochs_trained"
 
 
 class SurplusTrial(Exception):
@@ -337,7 +339,8 @@ def trial_record(trial) -> dict:
         "state": state_name(trial),
         "params": dict(trial.params),
         "values": list(trial.values) if trial.values is not None else None,
-        "epochs": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
+        "reported": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
+        "epochs_trained": trial.user_attrs.get(EPOCHS_TRAINED),
         "duration_s": _duration(trial),
         "worker": f"{tag['host']}:{tag['pid']}" if tag else None,
         "retry_of": retried,

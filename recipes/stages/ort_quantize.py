@@ -54,6 +54,13 @@ class OrtQuantizeSpec(OnnxStageSpec):
     says which fix applies. The record holds the settings, the parity, the weight MB per dtype
     and the int8 operators.
 
+    ``embedding_bits: 4`` stores the embedding tables (every ``Gather`` of a constant table: words,
+    positions, token types) in 4 bits with one float scale per ``embedding_block`` values, as ONNX
+    Runtime's ``GatherBlockQuantized`` (``MatMulNBitsQuantizer``), and the rest in int8 as above:
+    the word embedding is most of a small student's bytes. The file still loads through
+    ``ORTModelForSequenceClassification`` and ``pipeline()``; the parity check holds it to the
+    fp32 model like any int8 one.
+
     .. code-block:: yaml
 
         stages:
@@ -66,6 +73,12 @@ class OrtQuantizeSpec(OnnxStageSpec):
     """
 
     type: Literal["ort-quantize"]
+    embedding_bits: Literal[8, 4] = Field(
+        8, description="Bits per value of the embedding tables: 8 (int8, as every weight) or 4 (GatherBlockQuantized)."
+    )
+    embedding_block: Literal[16, 32, 64, 128] = Field(
+        32, description="With embedding_bits 4: values per block that share one scale."
+    )
     mode: Literal["dynamic", "static"] = Field(
         "dynamic", description="dynamic: activations quantized at run time; static: ranges calibrated ahead."
     )
@@ -160,6 +173,8 @@ def _quantize_optimum(spec: OrtQuantizeSpec, ctx: StageContext, source: Path) ->
     preset = spec.preset or cpu_preset()
     static = spec.mode == "static"
     qconfig = getattr(AutoQuantizationConfig, preset)(is_static=static, per_channel=spec.per_channel)
+    if spec.embedding_bits == 4:  # the tables get 4 bits afterwards (_embeddings_to_4_bits)
+        qconfig.operators_to_quantize = [op for op in qconfig.operators_to_quantize if op != "Gather"]
     quantizer = ORTQuantizer.from_pretrained(source.parent, file_name=source.name)
     ranges, recorded = None, {"preset": preset}
     if static:
@@ -188,19 +203,45 @@ def _quantize_optimum(spec: OrtQuantizeSpec, ctx: StageContext, source: Path) ->
 def _quantize_onnxruntime(spec: OrtQuantizeSpec, ctx: StageContext, source: Path, target: Path) -> dict:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.registry import IntegerOpsRegistry
 
     from ..ml.onnxio import save_config_and_tokenizer
 
+    skip = {"Gather"} if spec.embedding_bits == 4 else set()  # the tables get 4 bits afterwards
     quantize_dynamic(
         source,
         target,
         weight_type=QuantType.QInt8,
         per_channel=spec.per_channel,
+        op_types_to_quantize=[op for op in IntegerOpsRegistry if op not in skip],
         # fused contrib outputs have no inferred type; treat unknown tensors as float
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
     save_config_and_tokenizer(ctx.inputs["input"], ctx.out_dir)
     return {"weight_type": "QInt8"}
+
+
+def embeddings_to_4_bits(path: Path, block: int) -> int:
+    """Rewrite every ``Gather`` of a constant float table in the model at ``path`` as ONNX Runtime's
+    ``GatherBlockQuantized`` (symmetric int4, one scale per ``block`` values of a row); returns how
+    many tables were converted."""
+    import numpy as np
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    from onnxruntime.quantization.quant_utils import QuantFormat
+
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=block,
+        is_symmetric=True,
+        quant_format=QuantFormat.QOperator,
+        op_types_to_quantize=("Gather",),
+        quant_axes=(("Gather", 1),),
+    )
+    quantizer = MatMulNBitsQuantizer(onnx.load(path), algo_config=config)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero block (a padding row) has scale 0
+        quantizer.process()
+    quantizer.model.save_model_to_file(str(path), use_external_data_format=False)
+    return sum(node.op_type == "GatherBlockQuantized" for node in onnx.load(path).graph.node)
 
 
 def _is_int8_op(op_type: str) -> bool:
@@ -212,7 +253,7 @@ def _is_int8_op(op_type: str) -> bool:
 PUBLISHING = Publishing(
     tag="quantization",
     relation="quantized",
-    phrase="int8-quantized with ONNX Runtime",
+    phrase="int8-quantized with ONNX Runtime (embedding tables in {embedding_bits} bits)",
     repo_dir="onnx",
     usage="usage/onnx.md.j2",
 )
@@ -232,7 +273,11 @@ def run(spec: OrtQuantizeSpec, ctx: StageContext) -> dict:
         (ctx.out_dir / f"{source.stem}_quantized.onnx").rename(target)
     else:
         recorded = _quantize_onnxruntime(spec, ctx, source, target)
-    recorded.update(engine=spec.engine, mode=spec.mode, per_channel=spec.per_channel)
+    recorded.update(
+        engine=spec.engine, mode=spec.mode, per_channel=spec.per_channel, embedding_bits=spec.embedding_bits
+    )
+    if spec.embedding_bits == 4:
+        recorded["embedding_tables_4_bit"] = embeddings_to_4_bits(target, spec.embedding_block)
     ctx.log.info("  quantized %s: %s", source.name, recorded)
     metrics, graph = conclude_stage(spec, ctx, QUANTIZED_FILE, source, dtype="int8", **recorded)
     int8_ops = {k: v for k, v in graph["ops"].items() if _is_int8_op(k.split(":")[-1])}

@@ -23,8 +23,9 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from ..ml.families import FamilyOf, ModelFamily, ffn_width
-from ..plan.bounds import BatchSize, FiniteFloat, Fraction, SampleCount, Text
+from ..plan.bounds import BatchSize, FiniteFloat, Fraction, LayerIndex, SampleCount, Text
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, StageSpec, StrictSpec, register
+from .distill import AugmentSpec, DistillSpec
 
 #: A share of parts to remove: 0 removes none; 1 would remove them all.
 RemovedShare = FiniteFloat
@@ -33,7 +34,9 @@ RemovedShare = FiniteFloat
 class RecoverSpec(StrictSpec):
     """A short distillation of the pruned model from ``teacher``: a ``distill`` run with the
     pruned model as its student (loss ``alpha * CE + (1 - alpha) * T^2 * KL``, teacher logits
-    cached); the fields mean what ``distill``'s do."""
+    cached); the fields mean what ``distill``'s do. The layer losses (``hidden_weight``,
+    ``attention_weight``; with pruned heads the attention maps are compared averaged over heads)
+    need ``layer_map``: the teacher layer of each of the pruned model's layers."""
 
     teacher: Text = Field(description="The teacher: a key of `models` or an earlier stage.")
     epochs: FiniteFloat = Field(2.0, gt=0, le=1000, description="Passes over the train split.")
@@ -46,6 +49,16 @@ class RecoverSpec(StrictSpec):
     max_length: int = Field(128, ge=1, le=8192, description="Tokens per text; longer texts are truncated.")
     alpha: Fraction = Field(0.5, description="Weight of the cross-entropy; 1 - alpha weighs the KL to the teacher.")
     temperature: FiniteFloat = Field(2.0, gt=0, le=100, description="Softmax temperature T of the KL term.")
+    hidden_weight: FiniteFloat = DistillSpec.model_fields["hidden_weight"]
+    attention_weight: FiniteFloat = DistillSpec.model_fields["attention_weight"]
+    layer_map: list[LayerIndex] | None = DistillSpec.model_fields["layer_map"]
+    augment: AugmentSpec = DistillSpec.model_fields["augment"]
+
+    @model_validator(mode="after")
+    def _layers_mapped(self):
+        if (self.hidden_weight > 0 or self.attention_weight > 0) and self.layer_map is None:
+            raise ValueError("hidden_weight/attention_weight need layer_map: the teacher layer of each pruned layer")
+        return self
 
 
 class PruneStructuredSpec(StageSpec):
@@ -230,7 +243,7 @@ def _recover(spec: PruneStructuredSpec, ctx: StageContext, model, tokenizer) -> 
     pruned_dir = ctx.out_dir / "_pruned"
     save_pretrained_model(model, tokenizer, pruned_dir)
     recipe = spec.recover.model_dump(exclude={"teacher"})
-    distill_spec = distill.DistillSpec.of(name=spec.name, input="teacher", student="pruned", **recipe)
+    distill_spec = DistillSpec.of(name=spec.name, input="teacher", student="pruned", **recipe)
     sub = dataclasses.replace(ctx, inputs={"input": ctx.inputs["teacher"], "student": pruned_dir})
     ctx.log.info("Recovering the pruned model by distillation from %r", spec.recover.teacher)
     try:

@@ -180,6 +180,10 @@ class PrunerSpec(StrictSpec):
     def _fits_type(self):
         if (self.type == "threshold") != (self.lower is not None):
             raise ValueError("`lower` goes with `type: threshold`, and a threshold pruner needs it")
+        other = {"schedule": "warmup_epochs", "epoch": "warmup_share"}[self.axis]
+        if other in self.model_fields_set:
+            fits = {"schedule": "warmup_share", "epoch": "warmup_epochs"}[self.axis]
+            raise ValueError(f"`{other}` does not apply to `axis: {self.axis}`; set `{fits}` instead")
         return self
 
     def _from(self) -> str:
@@ -433,6 +437,7 @@ def _epoch_reporter(trial, metric: str, axis: str = "schedule"):
             for step in steps:
                 trial.report(value, step)
             self.reported = self.reported | set(steps)
+            trial.set_user_attr(studies.EPOCHS_TRAINED, epoch)
             if steps and epoch < epochs and trial.should_prune():
                 where = f"epoch {epoch}" if axis == "epoch" else f"{steps[-1]}% of its schedule (epoch {epoch})"
                 raise optuna.TrialPruned(f"eval_{metric} {value:.4f} after {where}")
