@@ -19,6 +19,7 @@ the dataset comes from ``cards/datasets.yaml`` for the datasets it knows, else g
 from __future__ import annotations
 
 import functools
+import json
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -361,6 +362,9 @@ class Usage:
     repo_dir: str  # "" for the root
     files: list[str]  # paths in the repo
     example: str  # the file the snippet loads: the published model's, if it is one of them
+    #: The model's code travels in the repo (``auto_map`` in its ``config.json``): loading it
+    #: takes ``trust_remote_code=True``.
+    remote_code: bool = False
 
     @property
     def example_name(self) -> str:
@@ -378,8 +382,20 @@ def usages(layout: Layout) -> list[Usage]:
     for partial, items in grouped.items():
         files = [f for p in items for f in p.files]
         example = next((f for f in files if f in final), files[-1])
-        out.append(Usage(partial, items[0].repo_dir, files, example))
+        remote_code = _names_its_code(layout.root.hop.path)  # every loader reads the root's config
+        out.append(Usage(partial, items[0].repo_dir, files, example, remote_code))
     return out
+
+
+def _names_its_code(model_dir: Path | None) -> bool:
+    """Whether the model folder's ``config.json`` points at code (``auto_map``) shipped beside it."""
+    config = (model_dir / "config.json") if model_dir is not None else None
+    if config is None or not config.is_file():
+        return False
+    try:
+        return bool(json.loads(config.read_text()).get("auto_map"))
+    except (OSError, ValueError):
+        return False
 
 
 # --- the card data ------------------------------------------------------------------------------

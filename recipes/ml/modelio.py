@@ -121,13 +121,29 @@ def _torch_classifier(model, tokenizer, format: str) -> Classifier:
     )
 
 
+def know_own_architectures() -> None:
+    """Register this project's own model classes (:mod:`.static_model`) with transformers' Auto
+    classes, so ``from_pretrained`` loads the folders it wrote without ``trust_remote_code``
+    (their ``config.json`` names the code a user without this project fetches instead)."""
+    from . import static_model  # noqa: F401  (importing it registers its classes)
+
+
+def auto_classifier(model_dir, **kwargs):
+    """``AutoModelForSequenceClassification.from_pretrained`` that also knows this project's own
+    architectures (:func:`know_own_architectures`)."""
+    from transformers import AutoModelForSequenceClassification
+
+    know_own_architectures()
+    return AutoModelForSequenceClassification.from_pretrained(model_dir, **kwargs)
+
+
 @register_loader(PYTORCH)
 def load_pytorch(model_dir: Path, threads: int) -> Classifier:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     torch.set_num_threads(threads)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    model = auto_classifier(model_dir)
     return _torch_classifier(model, AutoTokenizer.from_pretrained(model_dir), PYTORCH)
 
 
@@ -147,6 +163,7 @@ def load_pytorch_dynamic_int8(model_dir: Path, threads: int) -> Classifier:
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     torch.set_num_threads(threads)
+    know_own_architectures()
     config = AutoConfig.from_pretrained(model_dir)
     model = quantize_linear_dynamic(AutoModelForSequenceClassification.from_config(config))
     state = torch.load(Path(model_dir) / QUANTIZED_STATE_FILE, weights_only=True)
@@ -189,6 +206,7 @@ def load_onnx(model_dir: Path, threads: int) -> Classifier:
     from transformers import AutoTokenizer
 
     torch.set_num_threads(threads)  # the pipeline's pre/post-processing runs in torch
+    know_own_architectures()
     path = onnx_path(model_dir)
     model = ORTModelForSequenceClassification.from_pretrained(
         model_dir, file_name=path.name, session_options=session_options(threads)

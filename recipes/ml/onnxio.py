@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import ParityError
 from ..runfolder import FORMAT_FILE, PYTORCH, read_format, write_format
-from .modelio import ONNX, load_classifier, onnx_path
+from .modelio import ONNX, know_own_architectures, load_classifier, onnx_path
 
 EXPORTED_FILE = "model.onnx"
 OPTIMIZED_FILE = "model_optimized.onnx"
@@ -61,8 +61,36 @@ def save_config_and_tokenizer(src: Path, dst: Path) -> None:
     """Copy what a loader needs besides the weights: config.json and the tokenizer files."""
     from transformers import AutoConfig, AutoTokenizer
 
+    know_own_architectures()
     AutoConfig.from_pretrained(src).save_pretrained(dst)
     AutoTokenizer.from_pretrained(src).save_pretrained(dst)
+
+
+def torch_export(src: Path, dst: Path, opset: int | None) -> None:
+    """``torch.onnx.export`` of the PyTorch classifier in ``src`` to ``dst/model.onnx`` (inputs
+    ``input_ids`` and ``attention_mask``, dynamic batch and sequence axes, output ``logits``), with
+    its config and tokenizer: the layout optimum's exporter writes, for an architecture it has no
+    export config for (this project's static student)."""
+    import torch
+
+    from .modelio import auto_classifier
+
+    model = auto_classifier(src).eval()
+    save_config_and_tokenizer(src, dst)
+    names = ["input_ids", "attention_mask"]
+    axes = {name: {0: "batch_size", 1: "sequence_length"} for name in names}
+    sample = (torch.tensor([[1, 2, 3], [1, 2, 0]]), torch.tensor([[1, 1, 1], [1, 1, 0]]))
+    with torch.inference_mode():
+        torch.onnx.export(
+            model,
+            sample,
+            str(Path(dst) / EXPORTED_FILE),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={**axes, "logits": {0: "batch_size"}},
+            opset_version=opset or 17,
+            dynamo=False,
+        )
 
 
 # --- what a graph contains ---------------------------------------------------------------------

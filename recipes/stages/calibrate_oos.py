@@ -157,10 +157,10 @@ PUBLISHING = Publishing(
 @register("calibrate-oos", CalibrateOosSpec, libraries=TRAINING_LIBRARIES, publishing=PUBLISHING)
 def run(spec: CalibrateOosSpec, ctx: StageContext) -> dict:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from ..ml import calibration
-    from ..ml.modelio import load_classifier, save_pretrained_model
+    from ..ml.modelio import auto_classifier, load_classifier, save_pretrained_model
 
     oos_id = ctx.data.oos_id
     if oos_id is None:  # without_oos_label: pass (the spec refuses the dataset otherwise)
@@ -173,7 +173,7 @@ def run(spec: CalibrateOosSpec, ctx: StageContext) -> dict:
     labels = np.asarray(eval_rows["label"])
     choice = calibration.choose(spec.rule, logits, labels, oos_id, spec.grid, spec.objective, spec.resamples)
     bias = choice.bias
-    model = AutoModelForSequenceClassification.from_pretrained(ctx.inputs["input"])
+    model = auto_classifier(ctx.inputs["input"])
     with torch.no_grad():
         classifier_head(model, model.config.num_labels).bias[oos_id] += bias
     save_pretrained_model(model, AutoTokenizer.from_pretrained(ctx.inputs["input"]), ctx.out_dir)

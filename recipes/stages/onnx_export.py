@@ -37,7 +37,10 @@ class ExportOnnxSpec(OnnxStageSpec):
     """Export ``input`` (PyTorch fp32) to ``model.onnx`` with dynamic batch and sequence axes.
 
     Uses ``optimum.exporters.onnx.main_export`` (task text-classification); the folder keeps
-    config + tokenizer. Parity against the PyTorch model is part of the stage.
+    config + tokenizer. An architecture optimum has no export config for (this project's static
+    student) is exported by ``torch.onnx.export`` of its forward instead (``input_ids``,
+    ``attention_mask`` -> ``logits``, the same layout). Parity against the PyTorch model is part
+    of the stage.
 
     .. code-block:: yaml
 
@@ -63,16 +66,37 @@ PUBLISHING = Publishing(tag="onnx", phrase="exported to ONNX", repo_dir="onnx", 
 def run(spec: ExportOnnxSpec, ctx: StageContext) -> dict:
     from optimum.exporters.onnx import main_export
 
-    from ..ml.onnxio import EXPORTED_FILE, conclude_stage
+    from ..ml.onnxio import EXPORTED_FILE, conclude_stage, torch_export
 
     source = ctx.inputs["input"]
-    main_export(
-        str(source),
-        ctx.out_dir,
-        task="text-classification",
-        opset=spec.opset,
-        do_validation=False,  # our own parity check below, on real eval rows
-        library_name="transformers",
-    )
+    exporter = "optimum" if _optimum_exports(source) else "torch.onnx"
+    if exporter == "optimum":
+        main_export(
+            str(source),
+            ctx.out_dir,
+            task="text-classification",
+            opset=spec.opset,
+            do_validation=False,  # our own parity check below, on real eval rows
+            library_name="transformers",
+        )
+    else:
+        ctx.log.info("optimum has no ONNX export config for this architecture: torch.onnx.export of its forward")
+        torch_export(source, ctx.out_dir, spec.opset)
     metrics, graph = conclude_stage(spec, ctx, EXPORTED_FILE, dtype="float32")
-    return {**metrics, "inputs": graph["inputs"]}
+    return {**metrics, "inputs": graph["inputs"], "exporter": exporter}
+
+
+def _optimum_exports(model_dir) -> bool:
+    """Whether optimum's ONNX exporter knows the architecture of the model in ``model_dir``."""
+    import json
+    from pathlib import Path
+
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX export configs)
+    from optimum.exporters.tasks import TasksManager
+
+    model_type = json.loads((Path(model_dir) / "config.json").read_text()).get("model_type", "")
+    try:
+        TasksManager.get_supported_tasks_for_model_type(model_type, exporter="onnx", library_name="transformers")
+    except KeyError:
+        return False
+    return True

@@ -58,12 +58,12 @@ PUBLISHING = Publishing(
 )
 def run(spec: QuantizeDynamicSpec, ctx: StageContext) -> dict:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from ..ml.modelio import QUANTIZED_STATE_FILE, quantize_linear_dynamic
+    from ..ml.modelio import QUANTIZED_STATE_FILE, auto_classifier, quantize_linear_dynamic
     from ..runfolder import write_format
 
-    model = AutoModelForSequenceClassification.from_pretrained(ctx.inputs["input"])
+    model = auto_classifier(ctx.inputs["input"])
     n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
     quantized = quantize_linear_dynamic(model)
     torch.save(quantized.state_dict(), ctx.out_dir / QUANTIZED_STATE_FILE)

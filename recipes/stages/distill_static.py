@@ -1,0 +1,134 @@
+"""``distill-static``: distil a teacher into a static-embedding student (no attention, no layers)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..ml.training import TrainingSpec, eval_metrics, fit_and_save, training_arguments
+from ..plan.bounds import FiniteFloat, Fraction, Text
+from .base import TRAINING_LIBRARIES, Publishing, StageContext, register
+from .distill import AugmentSpec, augmented_count, cached_teacher_logits, training_rows
+
+
+class DistillStaticSpec(TrainingSpec):
+    """Distil ``input`` (a fine-tuned classifier) into a static student
+    (:mod:`recipes.ml.static_model`): a table of one vector per token of the teacher's
+    tokenizer, the mean of a query's rows (padding masked), optionally one hidden layer
+    (``hidden`` units, GELU), and a linear head. A query costs a look-up per token and one small
+    matrix product: the latency of the tokenizer and the pipeline, next to nothing more.
+
+    ``init: model2vec`` (default) starts the table from the teacher's own encoder the way
+    model2vec distils a sentence encoder (every vocabulary piece run through it once,
+    mean-pooled, PCA to ``dim``, Zipf-weighted; :mod:`recipes.ml.static_vectors`); ``random``
+    from small random values. Training is ``distill``'s: ``alpha * CE + (1 - alpha) * T^2 * KL``
+    against the teacher's logits (cached once), with ``augment`` copies of the train texts
+    labelled by the teacher alone. The table is trained with the head (``learning_rate`` is for
+    both: static tables want a larger one than a transformer, hence the default).
+
+    The model is a PyTorch fp32 classifier: ``calibrate-oos`` folds the out-of-scope bias into
+    its head, and ``quantize-dynamic`` quantizes its linear layers. Its folder holds the model's
+    code (``static_model.py``) and ``auto_map`` in ``config.json``, so a pushed repo loads with
+    ``pipeline("text-classification", model=repo_id, trust_remote_code=True)``.
+
+    .. code-block:: yaml
+
+        stages:
+          - name: static
+            type: distill-static
+            input: teacher
+            dim: 256
+            augment: {copies: 1}
+    """
+
+    type: Literal["distill-static"]
+    input: Text = Field(description="The teacher: a fine-tuned classifier (a key of `models` or an earlier stage).")
+    init: Literal["model2vec", "random"] = Field(
+        "model2vec", description="The table's start: model2vec vectors of the teacher's encoder, or random."
+    )
+    dim: int = Field(
+        256, ge=2, le=4096, description="Values per token vector (model2vec: PCA dims, at most the teacher's width)."
+    )
+    hidden: int = Field(0, ge=0, le=8192, description="Units of one hidden layer before the head; 0: none.")
+    dropout: Fraction = Field(0.0, description="Dropout on the pooled vector while training.")
+    alpha: Fraction = Field(
+        0.5, description="Weight of the cross-entropy on the gold labels; 1 - alpha weighs the KL to the teacher."
+    )
+    temperature: FiniteFloat = Field(2.0, gt=0, le=100, description="Softmax temperature T of the KL term.")
+    augment: AugmentSpec = Field(
+        AugmentSpec(), description="Teacher-labelled augmentation of the train split; default: none."
+    )
+    epochs: FiniteFloat = Field(4.0, gt=0, le=1000, description="Passes over the train split (and its copies).")
+    learning_rate: FiniteFloat = Field(3e-3, gt=0, le=1, description="Peak learning rate (AdamW), table and head.")
+    weight_decay: Fraction = Field(0.0, description="AdamW weight decay.")
+
+    def refs(self) -> dict[str, str]:
+        return {"input": self.input}
+
+
+#: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
+PUBLISHING = Publishing(
+    tag="static-embeddings",
+    relation="finetune",
+    repo_dir="",
+    usage="usage/pytorch.md.j2",
+    phrase="distilled from `{input}` into a static-embedding student ({dim} values per token, init {init})",
+)
+
+
+@register("distill-static", DistillStaticSpec, libraries=(*TRAINING_LIBRARIES, "model2vec"), publishing=PUBLISHING)
+def run(spec: DistillStaticSpec, ctx: StageContext) -> dict:
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    from ..ml import static_vectors
+    from ..ml.distillation import DistillationTrainer, load_teacher, with_teacher_logits
+    from ..ml.static_model import StaticConfig, StaticForSequenceClassification
+
+    if spec.init == "model2vec" and (problem := static_vectors.missing()):
+        raise ValueError(f"init: model2vec: {problem}; or set init: random")
+    data = ctx.data
+    teacher, tokenizer = load_teacher(ctx.inputs["input"], data.label_names)
+    rows = training_rows(spec, ctx, teacher, tokenizer)
+    logits = cached_teacher_logits(spec, ctx, teacher, tokenizer, rows)
+    table, init = None, {"init": "random", "rows": len(tokenizer), "dim": spec.dim}
+    if spec.init == "model2vec":
+        ctx.log.info("Token vectors from the teacher's encoder (model2vec, PCA %d)", spec.dim)
+        table, init = static_vectors.teacher_vectors(teacher, tokenizer, spec.dim)
+    del teacher
+
+    torch.manual_seed(ctx.seed)
+    config = StaticConfig(
+        vocab_size=len(tokenizer),
+        dim=init["dim"],
+        hidden=spec.hidden,
+        dropout=spec.dropout,
+        num_labels=len(data.label_names),
+        id2label=data.id2label,
+        label2id=data.label2id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    student = StaticForSequenceClassification(config)
+    if table is not None:
+        with torch.no_grad():
+            student.embeddings.weight.copy_(torch.from_numpy(table))
+    trainer = DistillationTrainer(
+        model=student,
+        args=training_arguments(spec, ctx.out_dir / "_trainer", ctx.seed, remove_unused_columns=False),
+        train_dataset=with_teacher_logits(rows, logits, tokenizer, spec.max_length),
+        eval_dataset=data.tokenized("eval", tokenizer, spec.max_length),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=eval_metrics(data.oos_id),
+        alpha=spec.alpha,
+        temperature=spec.temperature,
+        callbacks=list(ctx.callbacks),
+    )
+    result = fit_and_save(trainer, tokenizer, ctx.out_dir)
+    result["table"] = init
+    result["parameters"] = sum(p.numel() for p in student.parameters())
+    result["train_rows"] = {
+        "original": len(rows) - augmented_count(spec, rows),
+        "augmented": augmented_count(spec, rows),
+    }
+    return result

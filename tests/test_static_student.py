@@ -1,0 +1,158 @@
+"""``kd-static`` on a tiny BERT teacher and 150 CLINC rows: the static student (a table of token
+vectors from the teacher's encoder, their mean, a linear head) trains the same for the same seed,
+computes what its docstring says, takes the out-of-scope calibration in its head, and a pushed
+repo loads through ``pipeline(trust_remote_code=True)`` in a process without this project."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recipes.engine.runner import Runner
+from recipes.errors import RecipeValidationError
+from recipes.ml.modelio import auto_classifier
+from recipes.plan.planning import make_plan
+from recipes.plan.preflight import check_plan
+
+from .tiny import CLINC_DIR, tiny_bert
+
+#: The module fixture trains the teacher and two static students, within the first test's limit.
+pytestmark = pytest.mark.timeout(600)
+TEXTS = ["what is the pin number for my account", "book a table for two", "hi", "tell me a joke about cats"]
+DATA = [
+    f"dataset.id={CLINC_DIR}",
+    "dataset.max_samples.train=150",
+    "dataset.max_samples.eval=48",
+    "dataset.max_samples.test=48",
+]
+STATIC = ["static.dim=16", "static.epochs=2", "benchmark.runs=3", "benchmark.warmup=1"]
+
+
+def stage_metrics(run, name: str) -> dict:
+    return json.loads((run.out_dir / name / ".stage.json").read_text())["metrics"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, clinc_dir):
+    """The catalog's kd-static on a tiny BERT teacher, then its static stage again in another output
+    folder on the same teacher (given as a folder)."""
+    root = tmp_path_factory.mktemp("static")
+    base = tiny_bert(root / "tiny", layers=2)
+    first = Runner(output_root=root / "a").run(make_plan("kd-static", [f"models.base={base}", *DATA, *STATIC]))
+    teacher = first.models["teacher"].path
+    again = Runner(output_root=root / "b").run(make_plan("kd-static", [f"models.teacher={teacher}", *DATA, *STATIC]))
+    return first, again
+
+
+def test_the_same_seed_trains_the_same_student(runs):
+    first, again = runs
+    a, b = (run.out_dir / "static" / "model.safetensors" for run in runs)
+    assert a.read_bytes() == b.read_bytes()
+    assert stage_metrics(first, "static")["history"] == stage_metrics(again, "static")["history"]
+
+
+def test_logits_are_the_head_of_the_mean_of_the_token_rows(runs):
+    from transformers import AutoTokenizer
+
+    folder = runs[0].out_dir / "static"
+    model, tokenizer = auto_classifier(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    table = model.embeddings.weight.detach().numpy()
+    weight, bias = (p.detach().numpy() for p in (model.classifier.weight, model.classifier.bias))
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    logits = model(**batch).logits.detach().numpy()
+    for row, text in enumerate(TEXTS):
+        ids = tokenizer(text)["input_ids"]
+        by_hand = table[ids].mean(axis=0) @ weight.T + bias
+        np.testing.assert_allclose(logits[row], by_hand, rtol=1e-5, atol=1e-5)  # padding changes nothing
+    assert model.config.dim == table.shape[1] == 16 and table.shape[0] == len(tokenizer)
+
+
+def test_the_table_starts_from_the_teachers_encoder(runs):
+    metrics = stage_metrics(runs[0], "static")
+    table = metrics["table"]
+    assert table["init"] == "model2vec" and table["dim"] == 16
+    assert 0.9 * table["rows"] < table["rows_from_teacher"] <= table["rows"]  # all but [unused..] pieces
+    assert metrics["train_rows"]["augmented"] == metrics["train_rows"]["original"] == 150  # one copy each
+    assert metrics["history"] and metrics["parameters"] == table["rows"] * 16 + 17 * 151
+
+
+def test_calibration_folds_into_the_head(runs):
+    run = runs[0]
+    bias = stage_metrics(run, "calibrate")["oos_bias"]
+    oos = auto_classifier(run.out_dir / "static").config.label2id["oos"]
+    before, after = (
+        auto_classifier(run.out_dir / s).classifier.bias.detach().numpy() for s in ("static", "calibrate")
+    )
+    shift = after - before
+    assert shift[oos] == pytest.approx(bias, abs=1e-5) and np.abs(np.delete(shift, oos)).max() == 0
+
+
+def test_onnx_export_and_int8_keep_the_logits(runs):
+    from recipes.ml.modelio import load_classifier
+
+    run = runs[0]
+    export = stage_metrics(run, "export")
+    assert export["exporter"] == "torch.onnx" and export["parity"]["max_abs_diff"] <= 1e-4
+    torch_logits = load_classifier(run.out_dir / "calibrate", 1).logits(TEXTS)
+    np.testing.assert_allclose(load_classifier(run.out_dir / "export", 1).logits(TEXTS), torch_logits, atol=1e-4)
+    sizes = {name: stage_metrics(run, name)["size_mb"] for name in ("export", "quantize", "quantize-4bit")}
+    assert sizes["quantize-4bit"] < sizes["quantize"] < sizes["export"] / 3  # the table is the model
+    assert stage_metrics(run, "quantize-4bit")["embedding_tables_4_bit"] == 1
+    for name in ("quantize", "quantize-4bit"):
+        pipe = load_classifier(run.out_dir / name, 1).make_pipeline()
+        assert pipe(TEXTS[0])[0]["label"] in auto_classifier(run.out_dir / "calibrate").config.label2id
+
+
+def test_a_pushed_student_loads_in_a_process_without_this_project(runs, local_hub, new_repo_id):
+    from huggingface_hub import hf_hub_download
+
+    import hubtools
+    from recipes.ml.modelio import load_classifier
+    from recipes.ml.onnxio import QUANTIZED_FILE
+
+    run = runs[0]
+    pushed = hubtools.publish(run.out_dir, repo_id=new_repo_id("kd-static"))
+    assert {"static_model.py", "config.json", "model.safetensors", f"onnx/{QUANTIZED_FILE}"} <= set(pushed.files)
+    expected = [
+        [clf.make_pipeline()(text)[0]["label"] for text in TEXTS]
+        for clf in (load_classifier(run.out_dir / "calibrate", 1), load_classifier(run.out_dir / "quantize", 1))
+    ]
+    script = f"""
+import json, sys
+from optimum.onnxruntime import ORTModelForSequenceClassification
+from optimum.pipelines import pipeline as ort_pipeline
+from transformers import AutoTokenizer, pipeline
+repo = {pushed.repo_id!r}
+torch_pipe = pipeline("text-classification", model=repo, trust_remote_code=True)
+onnx = ORTModelForSequenceClassification.from_pretrained(
+    repo, subfolder="onnx", file_name={QUANTIZED_FILE!r}, trust_remote_code=True
+)
+onnx_pipe = ort_pipeline("text-classification", model=onnx, tokenizer=AutoTokenizer.from_pretrained(repo))
+print(json.dumps([[p(t)[0]["label"] for t in {TEXTS!r}] for p in (torch_pipe, onnx_pipe)]))
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("recipes", "hubtools"))))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240, check=True)
+    labels, project_modules = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
+    assert labels == expected and project_modules == []
+    card = Path(hf_hub_download(pushed.repo_id, "README.md")).read_text()  # tells the reader to trust its code
+    assert f'pipeline("text-classification", model="{pushed.repo_id}", trust_remote_code=True)' in card
+    assert f'file_name="{QUANTIZED_FILE}", trust_remote_code=True)' in card
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("static.dim=1", "stages -> static -> dim"),
+        ("static.init=pretrained", "stages -> static -> init"),
+        ("static.hidden=-1", "stages -> static -> hidden"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_runs(override, expected):
+    with pytest.raises(RecipeValidationError) as err:
+        check_plan(make_plan("kd-static", [*DATA, "models.teacher=./nowhere", override]))
+    assert expected in err.value.message
