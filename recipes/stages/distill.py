@@ -255,15 +255,18 @@ def run(spec: DistillSpec, ctx: StageContext) -> dict:
     )
     result = fit_and_save(trainer, tokenizer, ctx.out_dir)
     result["student_layers"] = student.config.num_hidden_layers
-    result["train_rows"] = {
-        "original": len(rows) - augmented_count(spec, rows),
-        "augmented": augmented_count(spec, rows),
-    }
+    result["train_rows"] = train_rows_record(spec, rows)
     return result
 
 
 def augmented_count(spec: DistillSpec, rows) -> int:
     return sum(1 for label in rows["label"] if label == -100) if spec.augment.copies else 0
+
+
+def train_rows_record(spec: DistillSpec, rows) -> dict[str, int]:
+    """The record's count of training rows: the train split's, and the augmented copies'."""
+    augmented = augmented_count(spec, rows)
+    return {"original": len(rows) - augmented, "augmented": augmented}
 
 
 def training_rows(spec: DistillSpec, ctx: StageContext, teacher, tokenizer):

@@ -9,7 +9,7 @@ from pydantic import Field
 from ..ml.training import TrainingSpec, eval_metrics, fit_and_save, training_arguments
 from ..plan.bounds import FiniteFloat, Fraction, Text
 from .base import TRAINING_LIBRARIES, Publishing, StageContext, register
-from .distill import AugmentSpec, augmented_count, cached_teacher_logits, training_rows
+from .distill import AugmentSpec, cached_teacher_logits, train_rows_record, training_rows
 
 
 class DistillStaticSpec(TrainingSpec):
@@ -127,8 +127,5 @@ def run(spec: DistillStaticSpec, ctx: StageContext) -> dict:
     result = fit_and_save(trainer, tokenizer, ctx.out_dir)
     result["table"] = init
     result["parameters"] = sum(p.numel() for p in student.parameters())
-    result["train_rows"] = {
-        "original": len(rows) - augmented_count(spec, rows),
-        "augmented": augmented_count(spec, rows),
-    }
+    result["train_rows"] = train_rows_record(spec, rows)
     return result

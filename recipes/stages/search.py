@@ -147,6 +147,10 @@ def schedule_steps(epoch: int, epochs: int, reported: set[int]) -> list[int]:
     return [step for step in SCHEDULE_GRID if step <= reached + 1e-9 and step not in reported]
 
 
+#: The warm-up setting of each pruner axis.
+WARMUP_FIELD = {"schedule": "warmup_share", "epoch": "warmup_epochs"}
+
+
 class PrunerSpec(StrictSpec):
     """How hopeless trials are stopped. Each trial reports its eval metric as it trains, on a
     common ``axis``: ``schedule`` (default) the share of its own schedule it has trained, in steps
@@ -180,9 +184,9 @@ class PrunerSpec(StrictSpec):
     def _fits_type(self):
         if (self.type == "threshold") != (self.lower is not None):
             raise ValueError("`lower` goes with `type: threshold`, and a threshold pruner needs it")
-        other = {"schedule": "warmup_epochs", "epoch": "warmup_share"}[self.axis]
+        fits = WARMUP_FIELD[self.axis]
+        other = next(field for field in WARMUP_FIELD.values() if field != fits)
         if other in self.model_fields_set:
-            fits = {"schedule": "warmup_share", "epoch": "warmup_epochs"}[self.axis]
             raise ValueError(f"`{other}` does not apply to `axis: {self.axis}`; set `{fits}` instead")
         return self
 
@@ -436,7 +440,7 @@ def _epoch_reporter(trial, metric: str, axis: str = "schedule"):
             steps = [epoch] if axis == "epoch" else schedule_steps(epoch, epochs, self.reported)
             for step in steps:
                 trial.report(value, step)
-            self.reported = self.reported | set(steps)
+            self.reported.update(steps)
             trial.set_user_attr(studies.EPOCHS_TRAINED, epoch)
             if steps and epoch < epochs and trial.should_prune():
                 where = f"epoch {epoch}" if axis == "epoch" else f"{steps[-1]}% of its schedule (epoch {epoch})"
