@@ -139,7 +139,7 @@ def bench_section(results: BenchResult) -> str:
         "## Every catalog model on one machine\n\n"
         "The table above gathers numbers measured in separate runs. `make bench` measures the catalog's "
         "models side by side instead: one process, one thread budget, interleaved rounds, with a floor (what "
-        "the pipeline costs with next to no model) and a peer (static embeddings + logistic regression).\n\n"
+        "the pipeline costs with next to no model) and a peer (model2vec static embeddings and a light head).\n\n"
         f"{results.markdown()}\n![accuracy vs latency]({BENCH_PLOT_FILE})\n\n"
         f"The results as measured: [`{BENCH_JSON_FILE}`]({BENCH_JSON_FILE}).\n"
     )

@@ -228,6 +228,40 @@ def test_targets_met_and_no_loss_needs_the_interval():
     assert found["floor"]["met"] is None and found["peer"]["met"] is None
 
 
+def test_the_peer_keeps_the_head_better_on_validation_and_says_which(bench_run, tmp_path, clinc_dir, capfd):
+    from recipes.bench.peer import HEADS, TRAINED, build_peer, read_info
+    from recipes.engine.progress import configure_progress
+    from recipes.ml.data import RecipeData
+    from recipes.ml.modelio import load_classifier
+    from recipes.plan.schema import DatasetSpec
+
+    from .tiny import clinc_dataset
+
+    _, folder, _ = bench_run
+    row = next(r for r in json.loads((folder / "results.json").read_text())["rows"] if r["kind"] == "peer")
+    scores = row["peer"]["validation_accuracy"]
+    assert set(scores) == set(HEADS) and scores[row["peer"]["head"]] == max(scores.values())
+    assert f"{100 * scores[TRAINED]:.2f}%" in bench.peer_note(row, {"peer_pca_dims": 256, "peer_c": 20.0})
+    # model2vec's trained classifier, saved and served the model2vec way: its logits pick its predictions
+    configure_progress(bars=False)  # as `python -m recipes bench` does when its output is a file
+    data = RecipeData(DatasetSpec(**clinc_dataset(150, 60, 60)), seed=42)
+    train, validation, test = (data.split(role) for role in ("train", "eval", "test"))
+    out = build_peer(
+        tiny_bert(tmp_path / "tiny", layers=2),
+        (list(train["text"]), list(train["label"])),
+        (list(validation["text"]), list(validation["label"])),
+        tmp_path / "peer",
+        pca_dims=16,
+        heads=(TRAINED,),
+    )
+    assert "Epoch 1" not in capfd.readouterr().err  # model2vec's bars follow ours
+    assert read_info(out)["head"] == TRAINED and (out / "pipeline" / "head.safetensors").is_file()
+    peer, texts = load_classifier(out, threads=1), list(test["text"])[:8]
+    assert peer.format == "model2vec-pipeline"
+    serve = peer.make_pipeline()
+    assert [int(serve(t)[0]) for t in texts] == peer.logits(texts).argmax(axis=1).tolist()
+
+
 def test_served_latency_is_the_median_alone_when_measured():
     alone = {"p50": 0.3}
     assert bench.served_ms({"latency_ms": {"p50": 0.5}}) == 0.5

@@ -54,6 +54,15 @@ def test_every_catalog_plan_passes_without_reading_rows(no_rows):
         check_plan(make_plan(name, LOCAL))
 
 
+def test_the_ablation_recipes_pass_too(no_rows):
+    from .tiny import REPO_ROOT
+
+    ablations = sorted((REPO_ROOT / "docs" / "ablations").glob("*.yaml"))
+    assert ablations  # docs/results.md runs them
+    for path in ablations:
+        check_plan(make_plan(str(path), LOCAL))
+
+
 DATA_MISTAKES = [
     ("unknown config", ["dataset.config=nope"], ["dataset.config is 'nope'", "configs: plus, small, imbalanced"]),
     ("no config", ["dataset.config=null"], ["dataset.config is not set", "configs: plus, small, imbalanced"]),

@@ -108,6 +108,42 @@ def test_onnx_export_and_int8_keep_the_logits(runs):
         assert pipe(TEXTS[0])[0]["label"] in auto_classifier(run.out_dir / "calibrate").config.label2id
 
 
+def test_prune_vocab_trims_the_table_and_keeps_the_logits_of_kept_texts(runs, tmp_path):
+    from transformers import AutoTokenizer
+
+    from recipes.ml.data import RecipeData
+    from recipes.plan.loader import load_recipe
+    from recipes.plan.schema import DatasetSpec
+
+    from .tiny import clinc_dataset, write_recipe
+
+    student, dataset = runs[0].out_dir / "static", clinc_dataset(150, 48, 48, oos_label="oos")
+    recipe = {
+        "name": "trim-static",
+        "description": "prune-vocab on a static student",
+        "dataset": dataset,
+        "models": {"student": str(student)},
+        "stages": [{"name": "trim", "type": "prune-vocab", "input": "student", "top_words": 0}],
+    }
+    run = Runner(output_root=tmp_path / "out").run(load_recipe(str(write_recipe(tmp_path, recipe))))
+    metrics, trimmed = stage_metrics(run, "trim"), run.out_dir / "trim"
+    model = auto_classifier(trimmed).eval()
+    assert (
+        metrics["vocab_kept"] == model.config.vocab_size == model.embeddings.weight.shape[0] < metrics["vocab_total"]
+    )
+    assert (trimmed / "static_model.py").is_file()  # still loads without this project
+    texts = list(RecipeData(DatasetSpec(**dataset), seed=42).split("train")["text"][:4])  # every piece kept
+    before, tokenize = (
+        auto_classifier(student).eval(),
+        {f: AutoTokenizer.from_pretrained(f) for f in (student, trimmed)},
+    )
+    np.testing.assert_allclose(
+        model(**tokenize[trimmed](texts, padding=True, return_tensors="pt")).logits.detach().numpy(),
+        before(**tokenize[student](texts, padding=True, return_tensors="pt")).logits.detach().numpy(),
+        atol=1e-6,
+    )
+
+
 def test_a_pushed_student_loads_in_a_process_without_this_project(runs, local_hub, new_repo_id):
     from huggingface_hub import hf_hub_download
 

@@ -5,7 +5,8 @@
    costs only its cache checks.
 2. Builds the two reference rows: the **floor** (:mod:`recipes.bench.floor`: the same ``pipeline()``
    call around an embedding bag and a linear layer, same tokenizer) and the **peer**
-   (:mod:`recipes.bench.peer`: model2vec static embeddings + a scikit-learn logistic regression).
+   (:mod:`recipes.bench.peer`: model2vec static embeddings + the better on validation of a
+   scikit-learn logistic regression and model2vec's own trained classifier).
 3. Measures the teacher, each recipe's published model, the floor and the peer with the one
    measuring engine (:mod:`recipes.measure`): all in this process, in interleaved rounds, with one
    thread budget (accuracy, throughput, latency in process); then each **alone**, in a fresh
@@ -303,16 +304,16 @@ def make_peer(bench_dir: Path, backbone: Path, data, settings: BenchSettings, th
     from threadpoolctl import threadpool_limits
 
     from ..engine.threads import restore_torch_threads
-    from .peer import build_peer
+    from .peer import HEADS, build_peer, read_info
 
     key = {
         "data": data.fingerprint,
         "backbone": _files_digest(backbone, ["config.json", "tokenizer.json", "model.safetensors"]),
         "pca_dims": settings.peer_pca_dims,
         "C": settings.peer_c,
-        "format": "model_format.json",  # folders built before the peer had one are rebuilt
+        "heads": list(HEADS),  # folders built before the trained head was a candidate are rebuilt
     }
-    train = data.split("train")
+    train, validation = data.split("train"), data.split("eval")
 
     def build(out: Path) -> None:
         import torch
@@ -320,11 +321,16 @@ def make_peer(bench_dir: Path, backbone: Path, data, settings: BenchSettings, th
         with restore_torch_threads(), threadpool_limits(limits=threads):
             torch.set_num_threads(threads)
             build_peer(
-                backbone, list(train["text"]), list(train["label"]), out, settings.peer_pca_dims, settings.peer_c
+                backbone,
+                (list(train["text"]), list(train["label"])),
+                (list(validation["text"]), list(validation["label"])),
+                out,
+                settings.peer_pca_dims,
+                settings.peer_c,
             )
 
     path = _cached_build(Path(bench_dir) / PEER, key, build, "peer")
-    return Subject(PEER, PEER, path, None, "model2vec + logistic regression")
+    return Subject(PEER, PEER, path, None, f"model2vec + {read_info(path)['head']}")
 
 
 # --- the whole run -------------------------------------------------------------------------------------------
@@ -479,6 +485,8 @@ def measure_subjects(
         row.update(kind=subject.kind, recipe=subject.recipe, model=subject.model, path=_shown_path(subject.path))
         if subject.kind == FLOOR:
             row["epochs"] = settings.floor_epochs
+        if subject.kind == PEER:
+            row["peer"] = peer.read_info(subject.path)
         if settings.alone_repeats:
             row.update(found[subject.name])
     return rows, predictions

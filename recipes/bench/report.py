@@ -367,11 +367,7 @@ def results_markdown(results: dict) -> str:
             "the pipeline cost, not a candidate."
         )
     if peer is not None:
-        notes.append(
-            "*peer*: model2vec static embeddings distilled from the teacher's own backbone "
-            f"(PCA {s['peer_pca_dims']}) + scikit-learn logistic regression (C {s['peer_c']:g}) on the train "
-            "split, timed as encode + predict (no `pipeline()`)."
-        )
+        notes.append(peer_note(peer, s))
     for name, why in sorted((results.get("skipped") or {}).items()):
         notes.append(f"`{name}`: no row: {why}.")
     verdicts = {True: "met", False: "not met", None: "not measured"}
@@ -384,6 +380,24 @@ def results_markdown(results: dict) -> str:
         parts.append(f"Pareto front (accuracy vs median latency alone): {pareto}.")
     parts.append("Targets:\n\n" + "\n".join(targets))
     return "\n\n".join(parts) + "\n"
+
+
+def peer_note(peer: dict, settings: dict) -> str:
+    """What the peer row is: its vectors, the head kept, and both heads' validation accuracy."""
+    from .peer import HEAD_TEXT, LOGREG, TRAINED
+
+    info = peer.get("peer") or {"head": LOGREG}
+    text = (
+        "*peer*: model2vec static embeddings distilled from the teacher's own backbone "
+        f"(PCA {settings['peer_pca_dims']}) + {HEAD_TEXT[info['head']]}"
+    )
+    if "validation_accuracy" in info:
+        scores = info["validation_accuracy"]
+        text += (
+            f", the better on the validation split of two heads trained on the train split: logistic regression "
+            f"(C {settings['peer_c']:g}) {_pct(scores[LOGREG])}, {HEAD_TEXT[TRAINED]} {_pct(scores[TRAINED])}"
+        )
+    return text + "; timed as encode + predict (no `pipeline()`)."
 
 
 def readme_section(results: dict) -> str:

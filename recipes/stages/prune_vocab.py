@@ -40,7 +40,8 @@ class PruneVocabSpec(StageSpec):
     for a BPE, the tokens each kept token is merged from, recursively, so that every kept token
     can still be made and a BPE keeps exactly the merges whose parts and result are kept.
 
-    ``input`` is a PyTorch fp32 classifier with a fast tokenizer (``tokenizer.json``) of one of
+    ``input`` is a PyTorch fp32 classifier (a transformer or a ``distill-static`` student, whose
+    table is its whole vocabulary cost) with a fast tokenizer (``tokenizer.json``) of one of
     three kinds, told from the tokenizer itself: WordPiece (BERT, DistilBERT, MiniLM), byte-level
     BPE (RoBERTa, ModernBERT, GPT-2) or Unigram (SentencePiece: ALBERT, DeBERTa-v2, XLM-R); any
     other (a character BPE such as Llama's, WordLevel) is refused. No retraining. The stage
@@ -132,11 +133,11 @@ LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "wordfreq")
 
 @register("prune-vocab", PruneVocabSpec, libraries=LIBRARIES, publishing=PUBLISHING)
 def run(spec: PruneVocabSpec, ctx: StageContext) -> dict:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from ..measure.metrics import classification_metrics
     from ..measure.size import weights_size_mb
-    from ..ml.modelio import predictions, save_pretrained_model
+    from ..ml.modelio import auto_classifier, predictions, save_pretrained_model
     from ..ml.pruning import kept_record
     from ..ml.vocabulary import (
         choose_vocabulary,
@@ -148,7 +149,7 @@ def run(spec: PruneVocabSpec, ctx: StageContext) -> dict:
 
     source = ctx.inputs["input"]
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForSequenceClassification.from_pretrained(source)
+    model = auto_classifier(source)  # this project's static students too
     words = top_words(spec.language, spec.top_words) if spec.top_words else []
     choice = choose_vocabulary(
         tokenizer, list(ctx.data.split("train")["text"]), spec.min_count, spec.characters, words
