@@ -11,6 +11,7 @@ entry, counts as PyTorch at the root); what goes there is its format's weight fi
     model.safetensors, config.json, tokenizer files   the nearest model with repo_dir "" (pipeline() loads it)
     int8/quantized_state_dict.pt                      quantize-dynamic
     onnx/model.onnx | model_optimized.onnx | model_quantized.onnx   export-onnx, ort-optimize, ort-quantize
+    model2vec/model.safetensors, head.safetensors, config.json, tokenizer.json   export-model2vec
 
 The nearest model on the line wins a place (a file name, or the root) that a farther one
 would take too. The layout goes to the repo as ``layout.json`` so ``hubtools verify`` knows

@@ -245,6 +245,7 @@ def measure_models(
     from .engine.threads import restore_torch_threads
     from .measure.latency import DEFAULT_QUERY
     from .measure.rows import Timing, add_sizes, compare_with, load_models, measure_rows
+    from .ml import model2vec_io  # noqa: F401  (registers the model2vec format's loader)
     from .ml.data import RecipeData
     from .plan.schema import DatasetSpec
 

@@ -66,7 +66,8 @@ def test_logits_are_the_head_of_the_mean_of_the_token_rows(runs):
     batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
     logits = model(**batch).logits.detach().numpy()
     for row, text in enumerate(TEXTS):
-        ids = tokenizer(text)["input_ids"]
+        ids = tokenizer(text)["input_ids"]  # the catalog pools the text's pieces alone (special_tokens: false)
+        assert ids == tokenizer(text, add_special_tokens=False)["input_ids"] and tokenizer.cls_token_id not in ids
         by_hand = table[ids].mean(axis=0) @ weight.T + bias
         np.testing.assert_allclose(logits[row], by_hand, rtol=1e-5, atol=1e-5)  # padding changes nothing
     assert model.config.dim == table.shape[1] == 16 and table.shape[0] == len(tokenizer)
@@ -77,6 +78,7 @@ def test_the_table_starts_from_the_teachers_encoder(runs):
     table = metrics["table"]
     assert table["init"] == "model2vec" and table["dim"] == 16
     assert 0.9 * table["rows"] < table["rows_from_teacher"] <= table["rows"]  # all but [unused..] pieces
+    assert metrics["pooled"] == "text tokens only"
     assert metrics["train_rows"]["augmented"] == metrics["train_rows"]["original"] == 150  # one copy each
     assert metrics["history"] and metrics["parameters"] == table["rows"] * 16 + 17 * 151
 
@@ -178,6 +180,106 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("recipes",
     card = Path(hf_hub_download(pushed.repo_id, "README.md")).read_text()  # tells the reader to trust its code
     assert f'pipeline("text-classification", model="{pushed.repo_id}", trust_remote_code=True)' in card
     assert f'file_name="{QUANTIZED_FILE}", trust_remote_code=True)' in card
+
+
+@pytest.fixture(scope="module")
+def model2vec_run(runs):
+    """kd-static-model2vec on the first run's calibrated student and teacher (given as folders)."""
+    first = runs[0]
+    student, teacher = first.out_dir / "calibrate", first.models["teacher"].path
+    plan = make_plan(
+        "kd-static-model2vec",
+        [f"models.teacher={teacher}", f"models.student={student}", *DATA, "benchmark.runs=3", "benchmark.warmup=1"],
+    )
+    return Runner(output_root=first.out_dir.parent.parent / "m2v").run(plan)
+
+
+def test_model2vec_serves_the_students_logits(model2vec_run, tmp_path):
+    from transformers import AutoTokenizer
+
+    from recipes.ml import model2vec_io
+    from recipes.ml.modelio import load_classifier
+
+    student = model2vec_run.models["student"].path
+    torch_logits = load_classifier(student, 1).logits(TEXTS)
+    served = load_classifier(model2vec_run.out_dir / "model2vec", 1)
+    assert served.format == "model2vec"
+    # int8 rows with a scale each: within half a step of every value, so the logits stay close
+    np.testing.assert_allclose(served.logits(TEXTS), torch_logits, atol=0.05)
+    assert list(served.logits(TEXTS).argmax(axis=1)) == list(torch_logits.argmax(axis=1))
+    names = auto_classifier(student).config.id2label
+    assert [served.make_pipeline()(t)[0] for t in TEXTS] == [names[i] for i in torch_logits.argmax(axis=1)]
+    metrics = stage_metrics(model2vec_run, "model2vec")
+    assert metrics["dtype"] == "int8" and metrics["parity"]["argmax_agreement"] == 1.0
+    # float32: the same numbers as PyTorch
+    model = auto_classifier(student)
+    model2vec_io.save_static_pipeline(
+        model.embeddings.weight.detach().numpy(),
+        model.classifier.weight.detach().numpy(),
+        model.classifier.bias.detach().numpy(),
+        AutoTokenizer.from_pretrained(student),
+        [names[i] for i in range(len(names))],
+        tmp_path / "fp32",
+    )
+    np.testing.assert_allclose(load_classifier(tmp_path / "fp32", 1).logits(TEXTS), torch_logits, atol=1e-5)
+
+
+def test_int8_rows_dequantize_within_half_a_step():
+    from recipes.ml.model2vec_io import quantize_rows
+
+    table = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+    table[3] = 0.0
+    rows, scales = quantize_rows(table, "int8")
+    assert rows.dtype == np.int8 and scales.shape == (50,) and scales[3] == 1.0 and not rows[3].any()
+    assert np.abs(rows * scales[:, None] - table).max() <= scales.max() / 2 + 1e-7
+    assert np.abs(rows).max() == 127
+    with pytest.raises(ValueError, match="allowed float32, float16, int8"):
+        quantize_rows(table, "int4")
+
+
+def test_a_pushed_model2vec_folder_loads_with_model2vec_alone(model2vec_run, local_hub, new_repo_id):
+    from huggingface_hub import hf_hub_download
+
+    import hubtools
+    from recipes.ml.modelio import load_classifier
+
+    pushed = hubtools.publish(model2vec_run.out_dir, repo_id=new_repo_id("kd-static-model2vec"))
+    m2v = {f"model2vec/{name}" for name in ("model.safetensors", "head.safetensors", "config.json", "tokenizer.json")}
+    assert m2v <= set(pushed.files) and "static_model.py" in pushed.files
+    expected = [str(load_classifier(model2vec_run.out_dir / "model2vec", 1).make_pipeline()(t)[0]) for t in TEXTS]
+    script = f"""
+import json, sys
+from huggingface_hub import snapshot_download
+from model2vec.inference import StaticModelPipeline
+folder = snapshot_download({pushed.repo_id!r}, allow_patterns=["model2vec/*"])
+pipe = StaticModelPipeline.from_pretrained(folder + "/model2vec")
+print(json.dumps([str(label) for label in pipe.predict({TEXTS!r}, use_multiprocessing=False)]))
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("recipes", "hubtools", "transformers"))))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240, check=True)
+    labels, project_modules = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
+    assert labels == expected and project_modules == []
+    card = Path(hf_hub_download(pushed.repo_id, "README.md")).read_text()
+    assert 'StaticModelPipeline.from_pretrained(f"{folder}/model2vec")' in card
+
+
+def test_export_model2vec_refuses_a_student_model2vec_would_pool_differently(tmp_path):
+    from recipes.stages.model2vec_export import student_problem
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        (Path(__file__).parents[1] / "recipes" / "catalog" / "kd-static.yaml")
+        .read_text()
+        .replace("special_tokens: false", "special_tokens: true")
+        .replace("publish:\n  model: quantize", "  - {name: m2v, type: export-model2vec, input: static}\n")
+    )
+    with pytest.raises(RecipeValidationError) as err:
+        check_plan(make_plan(str(recipe), [*DATA, "models.teacher=./nowhere"]))
+    assert "special_tokens: true: set it false" in err.value.message and "m2v" in err.value.message
+    assert "hidden: 0" in student_problem({"model_type": "static-classifier", "hidden": 8}, False)
+    assert "special_tokens: false" in student_problem({"model_type": "static-classifier", "hidden": 0}, True)
+    assert "takes a static student" in student_problem({"model_type": "bert"}, False)
+    assert student_problem({"model_type": "static-classifier", "hidden": 0}, False) is None
 
 
 @pytest.mark.parametrize(

@@ -426,9 +426,9 @@ def run_bench(
     return write_outputs(record, bench_dir)
 
 
-#: The modules that register the floor's and the peer's model formats, imported by every
-#: process that loads them (the fresh processes of the probes too).
-FORMAT_MODULES = (f"{__package__}.floor", f"{__package__}.peer")
+#: The modules that register the model formats beyond modelio's (the floor's, the peer's,
+#: model2vec's), imported by every process that loads them (the fresh processes of the probes too).
+FORMAT_MODULES = (f"{__package__}.floor", f"{__package__}.peer", "recipes.ml.model2vec_io")
 
 
 def measure_subjects(
@@ -448,6 +448,7 @@ def measure_subjects(
     from ..engine.threads import restore_torch_threads
     from ..measure.probe import alone
     from ..measure.rows import Timing, add_sizes, load_models, measure_rows
+    from ..ml import model2vec_io  # noqa: F401  (registers the model2vec format)
     from . import floor, peer  # noqa: F401  (register the floor's and the peer's formats)
 
     log.info(

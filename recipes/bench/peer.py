@@ -47,6 +47,7 @@ from unittest.mock import patch
 import numpy as np
 
 from ..engine.progress import bars_enabled
+from ..ml.model2vec_io import encode
 from ..ml.modelio import Classifier, register_loader
 from ..runfolder import write_format
 
@@ -101,10 +102,6 @@ def _model2vec_bars_follow_ours():
         yield
 
 
-def _encode(static, texts: list[str]) -> np.ndarray:
-    return np.asarray(static.encode(list(texts), use_multiprocessing=False), dtype=np.float32)
-
-
 def build_peer(
     backbone: str | Path,
     train: tuple[list[str], list[int]],
@@ -132,7 +129,7 @@ def build_peer(
     seen = [i for i, y in enumerate(val_labels) if y in known]  # model2vec stops early on these
     with _model2vec_bars_follow_ours():
         static = distill(model_name=str(backbone), pca_dims=pca_dims)
-        clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed).fit(_encode(static, texts), labels)
+        clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed).fit(encode(static, texts), labels)
         trained = StaticModelForClassification.from_static_model(model=static).fit(
             texts,
             labels,
@@ -142,7 +139,7 @@ def build_peer(
         )
     pipeline = trained.to_pipeline()
     accuracy = {
-        LOGREG: float(np.mean(clf.predict(_encode(static, val_texts)) == val_labels)),
+        LOGREG: float(np.mean(clf.predict(encode(static, val_texts)) == val_labels)),
         TRAINED: float(np.mean(pipeline.predict(val_texts, use_multiprocessing=False) == val_labels)),
     }
     kept = max(heads, key=lambda head: accuracy[head])
@@ -211,9 +208,9 @@ def load_peer(folder: Path, threads: int) -> PeerClassifier:
     clf.n_features_in_ = clf.coef_.shape[1]
 
     def serve(query: str):
-        return clf.predict(_encode(static, [query]))
+        return clf.predict(encode(static, [query]))
 
-    return _peer(lambda texts: clf.decision_function(_encode(static, texts)), clf.classes_, serve, threads, LOGREG)
+    return _peer(lambda texts: clf.decision_function(encode(static, texts)), clf.classes_, serve, threads, LOGREG)
 
 
 @register_loader(FORMATS[TRAINED], preload=("model2vec",))
@@ -228,6 +225,6 @@ def load_trained_peer(folder: Path, threads: int) -> PeerClassifier:
         return pipeline.predict([query], use_multiprocessing=False)
 
     def scores(texts: list[str]) -> np.ndarray:
-        return pipeline.head.predict_regression(_encode(pipeline.model, texts))
+        return pipeline.head.predict_regression(encode(pipeline.model, texts))
 
     return _peer(scores, pipeline.classes_, serve, threads, TRAINED)

@@ -19,6 +19,11 @@ class DistillStaticSpec(TrainingSpec):
     (``hidden`` units, GELU), and a linear head. A query costs a look-up per token and one small
     matrix product: the latency of the tokenizer and the pipeline, next to nothing more.
 
+    ``special_tokens: false`` trains (and saves) the student with a tokenizer that adds no
+    ``[CLS]``/``[SEP]``, so the mean is over the text's pieces alone, as model2vec pools: what
+    ``export-model2vec`` needs to write the student in model2vec's format. The teacher's logits
+    are computed with its own tokenizer either way.
+
     ``init: model2vec`` (default) starts the table from the teacher's own encoder the way
     model2vec distils a sentence encoder (every vocabulary piece run through it once,
     mean-pooled, PCA to ``dim``, Zipf-weighted; :mod:`recipes.ml.static_vectors`); ``random``
@@ -51,6 +56,10 @@ class DistillStaticSpec(TrainingSpec):
         256, ge=2, le=4096, description="Values per token vector (model2vec: PCA dims, at most the teacher's width)."
     )
     hidden: int = Field(0, ge=0, le=8192, description="Units of one hidden layer before the head; 0: none.")
+    special_tokens: bool = Field(
+        True,
+        description="Average [CLS]/[SEP] in with the text's pieces; false: the text's pieces alone (as model2vec).",
+    )
     dropout: Fraction = Field(0.0, description="Dropout on the pooled vector while training.")
     alpha: Fraction = Field(
         0.5, description="Weight of the cross-entropy on the gold labels; 1 - alpha weighs the KL to the teacher."
@@ -65,6 +74,12 @@ class DistillStaticSpec(TrainingSpec):
 
     def refs(self) -> dict[str, str]:
         return {"input": self.input}
+
+    def output_traits(self) -> dict[str, str]:
+        traits = {"special-tokens": "special_tokens: true"} if self.special_tokens else {}
+        if self.hidden:
+            traits["hidden-layer"] = f"hidden: {self.hidden}"
+        return traits
 
 
 #: What the model card and the Hub repo take from this stage type (see :class:`.base.Publishing`).
@@ -97,6 +112,8 @@ def run(spec: DistillStaticSpec, ctx: StageContext) -> dict:
         ctx.log.info("Token vectors from the teacher's encoder (model2vec, PCA %d)", spec.dim)
         table, init = static_vectors.teacher_vectors(teacher, tokenizer, spec.dim)
     del teacher
+    if not spec.special_tokens:
+        tokenizer = text_pieces_only(tokenizer)
 
     torch.manual_seed(ctx.seed)
     config = StaticConfig(
@@ -126,6 +143,19 @@ def run(spec: DistillStaticSpec, ctx: StageContext) -> dict:
     )
     result = fit_and_save(trainer, tokenizer, ctx.out_dir)
     result["table"] = init
+    result["pooled"] = "text and special tokens" if spec.special_tokens else "text tokens only"
     result["parameters"] = sum(p.numel() for p in student.parameters())
     result["train_rows"] = train_rows_record(spec, rows)
     return result
+
+
+def text_pieces_only(tokenizer):
+    """A copy of the fast ``tokenizer`` that adds no special tokens (its post-processor keeps
+    the sequence alone); ``save_pretrained`` keeps that, so ``pipeline()`` tokenizes the same way."""
+    import copy
+
+    from tokenizers.processors import TemplateProcessing
+
+    out = copy.deepcopy(tokenizer)
+    out.backend_tokenizer.post_processor = TemplateProcessing(single="$A", pair="$A $B:1", special_tokens=[])
+    return out
