@@ -114,20 +114,13 @@ def test_prune_vocab_trims_the_table_and_keeps_the_logits_of_kept_texts(runs, tm
     from transformers import AutoTokenizer
 
     from recipes.ml.data import RecipeData
-    from recipes.plan.loader import load_recipe
     from recipes.plan.schema import DatasetSpec
 
-    from .tiny import clinc_dataset, write_recipe
+    from .tiny import clinc_dataset, run_one_stage
 
     student, dataset = runs[0].out_dir / "static", clinc_dataset(150, 48, 48, oos_label="oos")
-    recipe = {
-        "name": "trim-static",
-        "description": "prune-vocab on a static student",
-        "dataset": dataset,
-        "models": {"student": str(student)},
-        "stages": [{"name": "trim", "type": "prune-vocab", "input": "student", "top_words": 0}],
-    }
-    run = Runner(output_root=tmp_path / "out").run(load_recipe(str(write_recipe(tmp_path, recipe))))
+    trim = {"name": "trim", "type": "prune-vocab", "input": "student", "top_words": 0}
+    run = run_one_stage(tmp_path, "trim-static", dataset, {"student": str(student)}, trim)
     metrics, trimmed = stage_metrics(run, "trim"), run.out_dir / "trim"
     model = auto_classifier(trimmed).eval()
     assert (

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from recipes.engine.runner import Runner
 from recipes.ml.vocabulary import (
     BYTE_LEVEL_BPE,
     SUPPORTED,
@@ -24,10 +23,9 @@ from recipes.ml.vocabulary import (
     supported_tokenizer,
     trim_embeddings,
 )
-from recipes.plan.loader import load_recipe
 from recipes.stages.prune_vocab import PruneVocabSpec
 
-from .tiny import clinc_dataset, minilm_dir, tiny_bert, write_recipe
+from .tiny import clinc_dataset, minilm_dir, run_one_stage, tiny_bert
 from .tokenizers import byte_bpe_tokenizer, clinc_train_texts, unigram_tokenizer
 
 KINDS = (WORDPIECE, BYTE_LEVEL_BPE, UNIGRAM)
@@ -258,14 +256,8 @@ def test_the_stage_trims_a_roberta_and_records_what_changed(tmp_path, tokenizer_
     config.id2label = RecipeData(DatasetSpec(**dataset), seed=42).id2label
     config.label2id = {name: i for i, name in config.id2label.items()}
     config.save_pretrained(model_dir)
-    recipe = {
-        "name": "trim-bpe",
-        "description": "prune-vocab on a tiny RoBERTa",
-        "dataset": dataset,
-        "models": {"base": str(model_dir)},
-        "stages": [{"name": "trim", "type": "prune-vocab", "input": "base", "top_words": 100}],
-    }
-    run = Runner(output_root=tmp_path / "out").run(load_recipe(str(write_recipe(tmp_path, recipe))))
+    trim = {"name": "trim", "type": "prune-vocab", "input": "base", "top_words": 100}
+    run = run_one_stage(tmp_path, "trim-bpe", dataset, {"base": str(model_dir)}, trim)
     metrics = json.loads((run.out_dir / "trim" / ".stage.json").read_text())["metrics"]
     assert metrics["tokenizer_kind"] == BYTE_LEVEL_BPE and metrics["vocab_kept"] < metrics["vocab_total"] == 2000
     assert set(metrics["kept_by_rule"]) == {"special", "train", "bytes", "words", "merges"}

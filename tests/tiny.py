@@ -77,6 +77,17 @@ def write_recipe(folder: Path, recipe: dict, name: str = "recipe.yaml") -> Path:
     return path
 
 
+def run_one_stage(folder: Path, name: str, dataset: dict, models: dict, stage: dict):
+    """A recipe of one ``stage`` on ``models`` (name -> folder), written to ``folder`` and run
+    there (outputs under ``folder/out``); returns the finished run."""
+    from recipes.engine.runner import Runner
+    from recipes.plan.loader import load_recipe
+
+    recipe = {"name": name, "description": f"{stage['type']} alone", "dataset": dataset, "models": models}
+    recipe["stages"] = [stage]
+    return Runner(output_root=Path(folder) / "out").run(load_recipe(str(write_recipe(folder, recipe))))
+
+
 def quantize_recipe(folder: Path) -> Path:
     """A one-stage recipe (PyTorch dynamic int8 of a tiny BERT, 8 CLINC rows): cheap to run often."""
     recipe = {
