@@ -176,6 +176,51 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("recipes",
 
 
 @pytest.fixture(scope="module")
+def bigram_run(runs):
+    """kd-static-bigrams on the first run's teacher (given as a folder), 64 bigram rows."""
+    first = runs[0]
+    plan = make_plan(
+        "kd-static-bigrams",
+        [f"models.teacher={first.models['teacher'].path}", *DATA, *STATIC, "static.bigrams=64"],
+    )
+    return Runner(output_root=first.out_dir.parent.parent / "bigrams").run(plan)
+
+
+def test_bigram_rows_are_a_hash_of_adjacent_pieces_whose_mean_adds_to_the_pieces_mean(bigram_run):
+    from transformers import AutoTokenizer
+
+    from recipes.ml.static_model import BIGRAM_MULTIPLIER
+
+    folder = bigram_run.out_dir / "static"
+    model, tokenizer = auto_classifier(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    table, pairs_table = (t.weight.detach().numpy() for t in (model.embeddings, model.bigrams))
+    assert model.config.bigram_buckets == pairs_table.shape[0] == 64 and np.abs(pairs_table).max() > 0  # trained
+    weight, bias = (p.detach().numpy() for p in (model.classifier.weight, model.classifier.bias))
+    logits = model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.detach().numpy()
+    for row, text in enumerate(TEXTS):
+        ids = tokenizer(text)["input_ids"]
+        rows = [(a * BIGRAM_MULTIPLIER + b) % 64 for a, b in zip(ids, ids[1:], strict=False)]
+        pooled = table[ids].mean(axis=0) + (pairs_table[rows].mean(axis=0) if rows else 0)  # "hi": one piece
+        np.testing.assert_allclose(logits[row], pooled @ weight.T + bias, rtol=1e-5, atol=1e-5)
+    assert stage_metrics(bigram_run, "static")["bigram_buckets"] == 64
+
+
+def test_a_bigram_student_exports_to_onnx_and_int8_and_serves_through_pipeline(bigram_run):
+    from recipes.ml.modelio import load_classifier
+
+    run = bigram_run
+    assert stage_metrics(run, "export")["parity"]["max_abs_diff"] <= 1e-4
+    torch_logits = load_classifier(run.out_dir / "calibrate", 1).logits(TEXTS)
+    np.testing.assert_allclose(load_classifier(run.out_dir / "export", 1).logits(TEXTS), torch_logits, atol=1e-4)
+    quantized = stage_metrics(run, "quantize")
+    assert quantized["size_mb"] < stage_metrics(run, "export")["size_mb"] / 3  # both tables went to int8
+    pipe = load_classifier(run.out_dir / "quantize", 1).make_pipeline()
+    assert [p["label"] for p in pipe(TEXTS)] == [
+        auto_classifier(run.out_dir / "calibrate").config.id2label[i] for i in torch_logits.argmax(-1)
+    ]
+
+
+@pytest.fixture(scope="module")
 def model2vec_run(runs):
     """kd-static-model2vec on the first run's calibrated student and teacher (given as folders)."""
     first = runs[0]
@@ -275,12 +320,41 @@ def test_export_model2vec_refuses_a_student_model2vec_would_pool_differently(tmp
     assert student_problem({"model_type": "static-classifier", "hidden": 0}, False) is None
 
 
+def test_model2vec_and_prune_vocab_refuse_a_bigram_student(bigram_run, tmp_path):
+    from recipes.stages.model2vec_export import student_problem
+
+    from .tiny import clinc_dataset, run_one_stage
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        (Path(__file__).parents[1] / "recipes" / "catalog" / "kd-static-bigrams.yaml")
+        .read_text()
+        .replace(
+            "publish:\n  model: quantize",
+            "  - {name: m2v, type: export-model2vec, input: static}\n"
+            "  - {name: trim, type: prune-vocab, input: static}\n",
+        )
+    )
+    with pytest.raises(RecipeValidationError) as err:
+        check_plan(make_plan(str(recipe), [*DATA, "models.teacher=./nowhere"]))
+    assert "m2v" in err.value.message and "bigrams: 20000: set 0" in err.value.message
+    assert "trim" in err.value.message and "trim the teacher before distill-static" in err.value.message
+    config = {"model_type": "static-classifier", "hidden": 0, "bigram_buckets": 64}
+    assert "train it with bigrams: 0" in student_problem(config, False)
+    # through a calibrate-oos stage, check cannot see the bigrams: the stage refuses them before any work
+    trim = {"name": "trim", "type": "prune-vocab", "input": "student"}
+    models, dataset = {"student": str(bigram_run.out_dir / "calibrate")}, clinc_dataset(150, 48, 48, oos_label="oos")
+    with pytest.raises(Exception, match="trim the teacher before distill-static"):
+        run_one_stage(tmp_path, "trim-bigrams", dataset, models, trim)
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
         ("static.dim=1", "stages -> static -> dim"),
         ("static.init=pretrained", "stages -> static -> init"),
         ("static.hidden=-1", "stages -> static -> hidden"),
+        ("static.bigrams=-5", "stages -> static -> bigrams"),
     ],
 )
 def test_bad_settings_are_refused_before_anything_runs(override, expected):

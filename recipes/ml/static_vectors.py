@@ -25,14 +25,22 @@ def teacher_vectors(teacher, tokenizer, dim: int) -> tuple[np.ndarray, dict]:
     """A ``(len(tokenizer), d)`` float32 table: row ``i`` is model2vec's vector of token id ``i``
     from ``teacher``'s encoder (``d`` = ``dim``, or the encoder's width if that is smaller); a
     piece model2vec leaves out (``[unused..]``) keeps a zero row. Returns the table and a record."""
-    from model2vec.distill import distill_from_model
+    from functools import partial
+    from unittest import mock
 
-    static = distill_from_model(
-        model=teacher.base_model,
-        tokenizer=tokenizer,
-        pca_dims=min(dim, teacher.config.hidden_size),
-        quantize_to="float32",
-    )
+    from model2vec.distill import distill_from_model, inference
+    from tqdm.auto import tqdm
+
+    from ..engine.progress import bars_enabled
+
+    # model2vec's "Encoding tokens" bar takes no switch: it follows the project's (none in a log)
+    with mock.patch.object(inference, "tqdm", partial(tqdm, disable=not bars_enabled())):
+        static = distill_from_model(
+            model=teacher.base_model,
+            tokenizer=tokenizer,
+            pca_dims=min(dim, teacher.config.hidden_size),
+            quantize_to="float32",
+        )
     vectors = np.asarray(static.embedding, dtype=np.float32)
     ids = tokenizer.get_vocab()
     table = np.zeros((len(tokenizer), vectors.shape[1]), dtype=np.float32)

@@ -18,6 +18,9 @@ class DistillStaticSpec(TrainingSpec):
     tokenizer, the mean of a query's rows (padding masked), optionally one hidden layer
     (``hidden`` units, GELU), and a linear head. A query costs a look-up per token and one small
     matrix product: the latency of the tokenizer and the pipeline, next to nothing more.
+    ``bigrams`` adds a second table of that many rows for hashed pairs of adjacent pieces
+    (fastText's bigrams; the table starts at zero), whose mean is added to the pieces' mean: the
+    word order a mean of single pieces cannot see, for one more look-up per token.
 
     ``special_tokens: false`` trains (and saves) the student with a tokenizer that adds no
     ``[CLS]``/``[SEP]``, so the mean is over the text's pieces alone, as model2vec pools: what
@@ -56,6 +59,9 @@ class DistillStaticSpec(TrainingSpec):
         256, ge=2, le=4096, description="Values per token vector (model2vec: PCA dims, at most the teacher's width)."
     )
     hidden: int = Field(0, ge=0, le=8192, description="Units of one hidden layer before the head; 0: none.")
+    bigrams: int = Field(
+        0, ge=0, le=2_000_000, description="Rows of a table of hashed pairs of adjacent pieces (word order); 0: none."
+    )
     special_tokens: bool = Field(
         True,
         description="Average [CLS]/[SEP] in with the text's pieces; false: the text's pieces alone (as model2vec).",
@@ -79,6 +85,8 @@ class DistillStaticSpec(TrainingSpec):
         traits = {"special-tokens": "special_tokens: true"} if self.special_tokens else {}
         if self.hidden:
             traits["hidden-layer"] = f"hidden: {self.hidden}"
+        if self.bigrams:
+            traits["bigrams"] = f"bigrams: {self.bigrams}"
         return traits
 
 
@@ -125,11 +133,14 @@ def run(spec: DistillStaticSpec, ctx: StageContext) -> dict:
         id2label=data.id2label,
         label2id=data.label2id,
         pad_token_id=tokenizer.pad_token_id,
+        bigram_buckets=spec.bigrams,
     )
     student = StaticForSequenceClassification(config)
-    if table is not None:
-        with torch.no_grad():
+    with torch.no_grad():
+        if table is not None:
             student.embeddings.weight.copy_(torch.from_numpy(table))
+        if student.bigrams is not None:  # the start is the single pieces' model; pairs learn what they add
+            student.bigrams.weight.zero_()
     trainer = DistillationTrainer(
         model=student,
         args=training_arguments(spec, ctx.out_dir / "_trainer", ctx.seed, remove_unused_columns=False),
@@ -143,6 +154,7 @@ def run(spec: DistillStaticSpec, ctx: StageContext) -> dict:
     )
     result = fit_and_save(trainer, tokenizer, ctx.out_dir)
     result["table"] = init
+    result["bigram_buckets"] = spec.bigrams
     result["pooled"] = "text and special tokens" if spec.special_tokens else "text tokens only"
     result["parameters"] = sum(p.numel() for p in student.parameters())
     result["train_rows"] = train_rows_record(spec, rows)

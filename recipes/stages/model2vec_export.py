@@ -21,8 +21,9 @@ class ExportModel2VecSpec(OnnxStageSpec):
 
     model2vec pools the text's tokens only, so the student must have been trained that way
     (``special_tokens: false`` on its ``distill-static`` stage) and have no hidden layer (a
-    model2vec head's hidden layers are ReLU; the student's is GELU). ``dtype`` stores the table
-    in float32, float16 or int8 (one scale per row, in model2vec's per-token ``weights``).
+    model2vec head's hidden layers are ReLU; the student's is GELU) and no bigram table.
+    ``dtype`` stores the table in float32, float16 or int8 (one scale per row, in model2vec's
+    per-token ``weights``).
     Parity against the PyTorch input on ``parity_samples`` eval rows is part of the stage
     (model2vec drops ``[UNK]`` pieces, which the student averages in: the one expected difference).
 
@@ -52,6 +53,8 @@ class ExportModel2VecSpec(OnnxStageSpec):
             return f"model2vec pools the text's pieces alone; {source.name!r} has {found}: set it false"
         if "hidden-layer" in traits:
             return f"model2vec's head has no GELU hidden layer; {source.name!r} has {traits['hidden-layer']}: set 0"
+        if "bigrams" in traits:
+            return f"model2vec averages single pieces; {source.name!r} has {traits['bigrams']}: set 0"
         return None
 
 
@@ -76,6 +79,8 @@ def student_problem(config: dict, adds_special_tokens: bool) -> str | None:
         )
     if config.get("hidden"):
         return "it has a hidden layer (GELU), which model2vec's head cannot express; train it with hidden: 0"
+    if config.get("bigram_buckets"):
+        return "it has a table of hashed bigrams, which model2vec cannot look up; train it with bigrams: 0"
     if adds_special_tokens:
         return (
             "its tokenizer adds [CLS]/[SEP], which it averages in and model2vec leaves out; "

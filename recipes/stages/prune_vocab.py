@@ -99,6 +99,13 @@ class PruneVocabSpec(StageSpec):
     def refs(self) -> dict[str, str]:
         return {"input": self.input}
 
+    def source_problem(self, role: str, source) -> str | None:
+        """A static student with hashed bigrams, when it is the direct input (through a
+        calibrate-oos stage, the stage itself refuses it before any work)."""
+        if "bigrams" in (traits := source.output_traits()):
+            return f"{source.name!r} has {traits['bigrams']}: {BIGRAM_IDS}"
+        return None
+
     def tokenizer_problems(self, problem_of: Callable[[str], str | None]) -> list[str]:
         """What would stop the stage once its input is trained: a tokenizer it cannot trim.
         ``problem_of(ref)`` is :func:`recipes.ml.vocabulary.supported_tokenizer` of the model the
@@ -129,6 +136,11 @@ PUBLISHING = Publishing(
 
 
 LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "wordfreq")
+#: Why a static student with hashed bigrams cannot be trimmed.
+BIGRAM_IDS = (
+    "its bigram table is indexed by a hash of the pieces' ids, which trimming renumbers; "
+    "trim the teacher before distill-static instead"
+)
 
 
 @register("prune-vocab", PruneVocabSpec, libraries=LIBRARIES, publishing=PUBLISHING)
@@ -150,6 +162,8 @@ def run(spec: PruneVocabSpec, ctx: StageContext) -> dict:
     source = ctx.inputs["input"]
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = auto_classifier(source)  # this project's static students too
+    if getattr(model.config, "bigram_buckets", 0):
+        raise ValueError(f"prune-vocab: input {spec.input!r}: {BIGRAM_IDS}")
     words = top_words(spec.language, spec.top_words) if spec.top_words else []
     choice = choose_vocabulary(
         tokenizer, list(ctx.data.split("train")["text"]), spec.min_count, spec.characters, words
