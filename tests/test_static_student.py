@@ -348,6 +348,30 @@ def test_model2vec_and_prune_vocab_refuse_a_bigram_student(bigram_run, tmp_path)
         run_one_stage(tmp_path, "trim-bigrams", dataset, models, trim)
 
 
+def test_piece_dropout_leaves_pieces_out_of_training_batches_only():
+    import torch
+
+    from recipes.ml.distillation import TEACHER_LOGITS
+    from recipes.stages.distill_static import PieceDropout
+
+    def pad(features):  # what DataCollatorWithPadding returns for rows already of one length
+        return {key: torch.tensor([row[key] for row in features]) for key in features[0]}
+
+    lengths = [1, 2, 5, 20] * 250
+    rows = [{"input_ids": [7] * 20, "attention_mask": [1] * n + [0] * (20 - n)} for n in lengths]
+    train = [{**row, TEACHER_LOGITS: [0.0, 1.0]} for row in rows]
+    torch.manual_seed(0)
+    mask = torch.tensor([row["attention_mask"] for row in rows])
+    kept = PieceDropout(pad, 0.3)(train)["attention_mask"]
+    assert (kept <= mask).all(), "a padding position was let in"
+    assert (kept.sum(dim=1) >= 1).all(), "a text lost every piece"
+    long_texts = mask.sum(dim=1) == 20
+    assert 0.27 < 1 - kept[long_texts].float().mean().item() < 0.33
+    assert kept[mask.sum(dim=1) == 1][:, 0].all(), "a one-piece text keeps its piece"
+    assert torch.equal(PieceDropout(pad, 0.3)(rows)["attention_mask"], mask), "evaluation batches are left whole"
+    assert torch.equal(PieceDropout(pad, 0.0)(train)["attention_mask"], mask)
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
@@ -355,6 +379,7 @@ def test_model2vec_and_prune_vocab_refuse_a_bigram_student(bigram_run, tmp_path)
         ("static.init=pretrained", "stages -> static -> init"),
         ("static.hidden=-1", "stages -> static -> hidden"),
         ("static.bigrams=-5", "stages -> static -> bigrams"),
+        ("static.piece_dropout=0.95", "stages -> static -> piece_dropout"),
     ],
 )
 def test_bad_settings_are_refused_before_anything_runs(override, expected):

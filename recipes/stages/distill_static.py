@@ -32,8 +32,10 @@ class DistillStaticSpec(TrainingSpec):
     mean-pooled, PCA to ``dim``, Zipf-weighted; :mod:`recipes.ml.static_vectors`); ``random``
     from small random values. Training is ``distill``'s: ``alpha * CE + (1 - alpha) * T^2 * KL``
     against the teacher's logits (cached once), with ``augment`` copies of the train texts
-    labelled by the teacher alone. The table is trained with the head (``learning_rate`` is for
-    both: static tables want a larger one than a transformer, hence the default).
+    labelled by the teacher alone; ``piece_dropout`` leaves each piece out of its text's mean
+    with that chance in every training batch (word dropout, :class:`PieceDropout`). The table is
+    trained with the head (``learning_rate`` is for both: static tables want a larger one than a
+    transformer, hence the default).
 
     The model is a PyTorch fp32 classifier: ``calibrate-oos`` folds the out-of-scope bias into
     its head, and ``quantize-dynamic`` quantizes its linear layers. Its folder holds the model's
@@ -67,6 +69,12 @@ class DistillStaticSpec(TrainingSpec):
         description="Average [CLS]/[SEP] in with the text's pieces; false: the text's pieces alone (as model2vec).",
     )
     dropout: Fraction = Field(0.0, description="Dropout on the pooled vector while training.")
+    piece_dropout: FiniteFloat = Field(
+        0.0,
+        ge=0,
+        le=0.9,
+        description="While training, the chance that a piece is left out of its text's mean (word dropout).",
+    )
     alpha: Fraction = Field(
         0.5, description="Weight of the cross-entropy on the gold labels; 1 - alpha weighs the KL to the teacher."
     )
@@ -146,7 +154,7 @@ def run(spec: DistillStaticSpec, ctx: StageContext) -> dict:
         args=training_arguments(spec, ctx.out_dir / "_trainer", ctx.seed, remove_unused_columns=False),
         train_dataset=with_teacher_logits(rows, logits, tokenizer, spec.max_length),
         eval_dataset=data.tokenized("eval", tokenizer, spec.max_length),
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=PieceDropout(DataCollatorWithPadding(tokenizer), spec.piece_dropout),
         compute_metrics=eval_metrics(data.oos_id),
         alpha=spec.alpha,
         temperature=spec.temperature,
@@ -159,6 +167,33 @@ def run(spec: DistillStaticSpec, ctx: StageContext) -> dict:
     result["parameters"] = sum(p.numel() for p in student.parameters())
     result["train_rows"] = train_rows_record(spec, rows)
     return result
+
+
+class PieceDropout:
+    """A collator that pads with ``pad`` and then, in training batches (those that carry the
+    teacher's logits; evaluation batches do not), leaves each piece out of its text's mean with
+    probability ``rate``: the word dropout that deep averaging networks train with (Iyyer et al.,
+    2015), which keeps a mean of vectors from leaning on a few pieces. A text keeps at least one
+    piece; a left-out piece takes its bigrams with it (the model counts a pair when both pieces
+    count)."""
+
+    def __init__(self, pad, rate: float):
+        self.pad = pad
+        self.rate = rate
+
+    def __call__(self, features):
+        import torch
+
+        from ..ml.distillation import TEACHER_LOGITS
+
+        batch = self.pad(features)
+        if self.rate and TEACHER_LOGITS in batch:
+            mask = batch["attention_mask"]
+            kept = mask * (torch.rand(mask.shape) >= self.rate).to(mask.dtype)
+            emptied = kept.sum(dim=1) == 0
+            kept[emptied] = mask[emptied]
+            batch["attention_mask"] = kept
+        return batch
 
 
 def text_pieces_only(tokenizer):
