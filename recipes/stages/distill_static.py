@@ -110,12 +110,8 @@ PUBLISHING = Publishing(
 
 @register("distill-static", DistillStaticSpec, libraries=(*TRAINING_LIBRARIES, "model2vec"), publishing=PUBLISHING)
 def run(spec: DistillStaticSpec, ctx: StageContext) -> dict:
-    import torch
-    from transformers import DataCollatorWithPadding
-
     from ..ml import static_vectors
-    from ..ml.distillation import DistillationTrainer, load_teacher, with_teacher_logits
-    from ..ml.static_model import StaticConfig, StaticForSequenceClassification
+    from ..ml.distillation import load_teacher, with_teacher_logits
 
     if spec.init == "model2vec" and (problem := static_vectors.missing()):
         raise ValueError(f"init: model2vec: {problem}; or set init: random")
@@ -131,15 +127,61 @@ def run(spec: DistillStaticSpec, ctx: StageContext) -> dict:
     if not spec.special_tokens:
         tokenizer = text_pieces_only(tokenizer)
 
-    torch.manual_seed(ctx.seed)
+    trainer = student_trainer(
+        spec,
+        tokenizer,
+        table,
+        init["dim"],
+        with_teacher_logits(rows, logits, tokenizer, spec.max_length),
+        data.tokenized("eval", tokenizer, spec.max_length),
+        data.id2label,
+        data.oos_id,
+        ctx.out_dir / "_trainer",
+        ctx.seed,
+        ctx.callbacks,
+    )
+    result = fit_and_save(trainer, tokenizer, ctx.out_dir)
+    result["table"] = init
+    result["bigram_buckets"] = spec.bigrams
+    result["pooled"] = "text and special tokens" if spec.special_tokens else "text tokens only"
+    result["parameters"] = sum(p.numel() for p in trainer.model.parameters())
+    result["train_rows"] = train_rows_record(spec, rows)
+    return result
+
+
+def student_trainer(
+    spec: DistillStaticSpec,
+    tokenizer,
+    table,
+    dim: int,
+    train,
+    eval_rows,
+    id2label: dict[int, str],
+    oos_id: int | None,
+    work_dir,
+    seed: int,
+    callbacks=(),
+):
+    """The Trainer that distils a new static student as ``spec`` says: the student is seeded by
+    ``seed``, its table ``table`` (``dim`` values per piece of ``tokenizer``; ``None``: random), its
+    bigram table zero; ``train`` is tokenized rows carrying the teacher's logits
+    (:func:`recipes.ml.distillation.with_teacher_logits`), ``eval_rows`` tokenized rows evaluated
+    each epoch. ``trainer.model`` is the student."""
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    from ..ml.distillation import DistillationTrainer
+    from ..ml.static_model import StaticConfig, StaticForSequenceClassification
+
+    torch.manual_seed(seed)
     config = StaticConfig(
         vocab_size=len(tokenizer),
-        dim=init["dim"],
+        dim=dim,
         hidden=spec.hidden,
         dropout=spec.dropout,
-        num_labels=len(data.label_names),
-        id2label=data.id2label,
-        label2id=data.label2id,
+        num_labels=len(id2label),
+        id2label=id2label,
+        label2id={label: i for i, label in id2label.items()},
         pad_token_id=tokenizer.pad_token_id,
         bigram_buckets=spec.bigrams,
     )
@@ -149,24 +191,17 @@ def run(spec: DistillStaticSpec, ctx: StageContext) -> dict:
             student.embeddings.weight.copy_(torch.from_numpy(table))
         if student.bigrams is not None:  # the start is the single pieces' model; pairs learn what they add
             student.bigrams.weight.zero_()
-    trainer = DistillationTrainer(
+    return DistillationTrainer(
         model=student,
-        args=training_arguments(spec, ctx.out_dir / "_trainer", ctx.seed, remove_unused_columns=False),
-        train_dataset=with_teacher_logits(rows, logits, tokenizer, spec.max_length),
-        eval_dataset=data.tokenized("eval", tokenizer, spec.max_length),
+        args=training_arguments(spec, work_dir, seed, remove_unused_columns=False),
+        train_dataset=train,
+        eval_dataset=eval_rows,
         data_collator=PieceDropout(DataCollatorWithPadding(tokenizer), spec.piece_dropout),
-        compute_metrics=eval_metrics(data.oos_id),
+        compute_metrics=eval_metrics(oos_id),
         alpha=spec.alpha,
         temperature=spec.temperature,
-        callbacks=list(ctx.callbacks),
+        callbacks=list(callbacks),
     )
-    result = fit_and_save(trainer, tokenizer, ctx.out_dir)
-    result["table"] = init
-    result["bigram_buckets"] = spec.bigrams
-    result["pooled"] = "text and special tokens" if spec.special_tokens else "text tokens only"
-    result["parameters"] = sum(p.numel() for p in student.parameters())
-    result["train_rows"] = train_rows_record(spec, rows)
-    return result
 
 
 class PieceDropout:
