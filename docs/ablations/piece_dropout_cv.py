@@ -22,11 +22,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from static_student_setup import SEED, logits_of, prepare
+from static_student_setup import SEED, prepare
 
 from recipes.engine.progress import configure_progress
 from recipes.measure.stats import difference
-from recipes.ml.calibration import nll_bias, shifted
 from recipes.ml.distillation import with_teacher_logits
 from recipes.stages.distill_static import student_trainer
 
@@ -37,7 +36,7 @@ FOLDS = 5
 def main(teacher_dir: str) -> None:
     configure_progress()  # bars on a terminal, none in a log file
     setup = prepare(teacher_dir)
-    spec, texts, labels, validation = setup.spec, setup.texts, setup.labels, setup.validation
+    spec, texts, labels = setup.spec, setup.texts, setup.labels
     rows, teacher_logits = setup.labelled_rows()
     student_tokenizer, eval_rows = setup.student_tokenizer, setup.eval_rows()
     fold_of = np.random.default_rng(SEED).permutation(len(texts)) % FOLDS
@@ -56,18 +55,15 @@ def main(teacher_dir: str) -> None:
                     setup.dim,
                     train_rows,
                     eval_rows,
-                    setup.id2label,
-                    setup.oos,
+                    setup.data.id2label,
+                    setup.data.oos_id,
                     Path(work),
                     SEED,
                 )
                 trainer.train()
-            student = trainer.model.eval()
-            val_logits = logits_of(student, student_tokenizer, list(validation["text"]), spec.max_length)
-            bias = nll_bias(val_logits, np.array(validation["label"]), setup.oos, 0.0, 8.0)
-            held_logits = logits_of(student, student_tokenizer, [texts[i] for i in held], spec.max_length)
-            correct[rate][held] = shifted(held_logits, setup.oos, bias).argmax(axis=1) == labels[held]
-            print(f"fold {fold}, piece_dropout {rate}: {correct[rate][held].mean():.2%} held out, bias {bias:.3f}")
+            (predicted,) = setup.calibrated(trainer.model.eval(), student_tokenizer, rows.select(held))
+            correct[rate][held] = predicted == labels[held]
+            print(f"fold {fold}, piece_dropout {rate}: {correct[rate][held].mean():.2%} held out")
     for rate in RATES:
         diff = difference(correct[rate], correct[0.0])
         print(

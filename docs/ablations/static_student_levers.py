@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from static_student_setup import SEED, logits_of, prepare, split
+from static_student_setup import SEED, prepare
 from transformers import TrainerCallback
 
 from recipes.engine.progress import configure_progress
 from recipes.measure.stats import difference
-from recipes.ml.calibration import nll_bias, shifted
-from recipes.ml.distillation import logits_of_rows, with_teacher_logits
+from recipes.ml.distillation import with_teacher_logits
 from recipes.stages.distill import AugmentSpec
 from recipes.stages.distill_static import student_trainer
 
@@ -99,13 +98,11 @@ def main(teacher_dir: str, names: list[str]) -> None:
         sys.exit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     configure_progress()  # bars on a terminal, none in a log file
     setup = prepare(teacher_dir)
-    spec, oos, tokenizer = setup.spec, setup.oos, setup.student_tokenizer
-    validation, test = setup.validation, split("test")
+    spec, tokenizer, data = setup.spec, setup.student_tokenizer, setup.data
+    validation, test = data.split("eval"), data.split("test")
     val_labels, test_labels = np.array(validation["label"]), np.array(test["label"])
-    teacher_val = logits_of_rows(setup.teacher, setup.tokenizer, validation, spec.max_length)
-    teacher_test = logits_of_rows(setup.teacher, setup.tokenizer, test, spec.max_length)
-    teacher_bias = nll_bias(teacher_val, val_labels, oos, 0.0, 8.0)
-    teacher_correct = shifted(teacher_test, oos, teacher_bias).argmax(axis=1) == test_labels
+    (teacher_predicted,) = setup.calibrated(setup.teacher, setup.tokenizer, test)
+    teacher_correct = teacher_predicted == test_labels
     print(f"teacher, calibrated: test {teacher_correct.mean():.2%}")
     eval_rows, labelled = setup.eval_rows(), {}
     for name in names or list(VARIANTS):
@@ -122,25 +119,21 @@ def main(teacher_dir: str, names: list[str]) -> None:
                 setup.dim,
                 labelled[key],
                 eval_rows,
-                setup.id2label,
-                oos,
+                data.id2label,
+                data.oos_id,
                 Path(work),
                 SEED,
             )
             if tweak:
                 tweak(trainer)
             trainer.train()
-        student = trainer.model.eval()
-        val_logits = logits_of(student, tokenizer, list(validation["text"]), spec.max_length)
-        bias = nll_bias(val_logits, val_labels, oos, 0.0, 8.0)
-        val_correct = shifted(val_logits, oos, bias).argmax(axis=1) == val_labels
-        test_logits = logits_of(student, tokenizer, list(test["text"]), spec.max_length)
-        correct = shifted(test_logits, oos, bias).argmax(axis=1) == test_labels
-        diff, in_scope = difference(correct, teacher_correct), test_labels != oos
+        val_predicted, predicted = setup.calibrated(trainer.model.eval(), tokenizer, validation, test)
+        correct, in_scope = predicted == test_labels, test_labels != data.oos_id
+        diff = difference(correct, teacher_correct)
         print(
-            f"{name}: validation {val_correct.mean():.2%}, test {correct.mean():.2%}, vs teacher "
+            f"{name}: validation {(val_predicted == val_labels).mean():.2%}, test {correct.mean():.2%}, vs teacher "
             f"{diff.difference * 100:+.2f} [{diff.low * 100:+.2f}, {diff.high * 100:+.2f}] points; test in-scope "
-            f"{correct[in_scope].mean():.2%}, oos recall {correct[~in_scope].mean():.1%}; bias {bias:.2f}",
+            f"{correct[in_scope].mean():.2%}, oos recall {correct[~in_scope].mean():.1%}",
             flush=True,
         )
 
